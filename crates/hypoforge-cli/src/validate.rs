@@ -1,0 +1,226 @@
+//! `hypoforge validate`: compile and check hypotheses, one verdict per file.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hypoforge_compile::{Compiler, Limits};
+use hypoforge_plugin::PluginLimits;
+use hypoforge_sandbox::Sandbox;
+use hypoforge_spec::{CheckRecord, ComponentKind, ErrorClass, ErrorRecord};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Compile hypotheses and check that each is a well-behaved plugin.
+///
+/// Each FILE is compiled to WebAssembly under the source policy (no unsafe, no file or
+/// environment access, ...) and then run in the sandbox through the checks for its kind:
+/// finite outputs on awkward inputs, exact output shapes, determinism, derivatives against
+/// finite differences, and so on. Directories are searched for .rs files.
+///
+/// Exit status: 0 when every file is valid, 1 when any is invalid, 2 on a usage error.
+///
+/// Examples:
+///   hypoforge validate plugins/
+///   hypoforge validate --kind activation my_act.rs --json
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Hypothesis files (.rs) or directories to search for them.
+    #[arg(required = true, value_name = "FILE")]
+    paths: Vec<PathBuf>,
+    /// Require every file to be of this kind (activation, preprocessor, regularizer);
+    /// by default the kind the file declares is used.
+    #[arg(long, value_name = "K")]
+    kind: Option<ComponentKind>,
+    /// Print one JSON object per file (JSON Lines) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Where compiled plugins are cached [default: $HYPOFORGE_CACHE_DIR or ~/.cache/hypoforge].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile from scratch, neither reading nor writing the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Wall-clock limit for compiling one file, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    compile_timeout: f64,
+}
+
+/// One line of `--json` output.
+#[derive(Debug, Serialize)]
+struct FileReport {
+    file: String,
+    kind: Option<ComponentKind>,
+    name: String,
+    hash: String,
+    valid: bool,
+    checks: Vec<CheckRecord>,
+    error: Option<ErrorRecord>,
+    compile_ms: f64,
+    validate_ms: f64,
+    #[serde(skip)]
+    cached: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !(args.compile_timeout.is_finite() && args.compile_timeout > 0.0) {
+        bail!("--compile-timeout must be a positive number of seconds");
+    }
+    let files = collect_files(&args.paths)?;
+    let limits = Limits {
+        rustc_timeout: Duration::from_secs_f64(args.compile_timeout),
+        ..Limits::default()
+    };
+    let cache_dir = (!args.no_cache).then(|| args.cache_dir.clone().unwrap_or_else(hypoforge_compile::default_cache_dir));
+    let compiler = Compiler::new(cache_dir.as_deref(), limits).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let sandbox = Sandbox::shared().context("cannot start the WebAssembly sandbox")?;
+
+    let progress = std::io::stderr().is_terminal() && !args.json && files.len() > 1;
+    let done = AtomicUsize::new(0);
+    let reports: Vec<FileReport> = files
+        .par_iter()
+        .map(|file| {
+            let report = validate_file(&compiler, sandbox, file, args.kind);
+            if progress {
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                eprint!("\rvalidating {n}/{} ...", files.len());
+            }
+            report
+        })
+        .collect();
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for r in &reports {
+            serde_json::to_writer(&mut out, r)?;
+            writeln!(out)?;
+        }
+    } else {
+        print_table(&mut out, &reports)?;
+    }
+    out.flush()?;
+    Ok(if reports.iter().all(|r| r.valid) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Expand directories into their `.rs` files (sorted); every path must exist.
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            let before = files.len();
+            walk(path, &mut files).with_context(|| format!("cannot list {}", path.display()))?;
+            if files.len() == before {
+                bail!("{} holds no .rs files", path.display());
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn validate_file(compiler: &Compiler, sandbox: &Sandbox, file: &Path, kind: Option<ComponentKind>) -> FileReport {
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut report = FileReport {
+        file: file.display().to_string(),
+        kind,
+        name: stem,
+        hash: String::new(),
+        valid: false,
+        checks: Vec::new(),
+        error: None,
+        compile_ms: 0.0,
+        validate_ms: 0.0,
+        cached: false,
+    };
+    let source = match std::fs::read(file) {
+        Ok(s) => s,
+        Err(e) => {
+            report.error = Some(ErrorRecord {
+                class: ErrorClass::Io,
+                message: format!("cannot read {}: {e}", file.display()),
+            });
+            return report;
+        }
+    };
+    report.hash = hypoforge_spec::source_hash(&source);
+    let started = Instant::now();
+    let compiled = compiler.compile(&source);
+    report.compile_ms = millis(started.elapsed());
+    let compiled = match compiled {
+        Ok(c) => c,
+        Err(e) => {
+            report.error = Some(e.into());
+            return report;
+        }
+    };
+    report.cached = compiled.cached;
+    let started = Instant::now();
+    let verdict = hypoforge_validate::validate(sandbox, &compiled.wasm, kind, PluginLimits::default());
+    report.validate_ms = millis(started.elapsed());
+    if let Some(meta) = &verdict.meta {
+        report.kind = Some(meta.kind);
+        report.name = meta.name.clone();
+    }
+    report.valid = verdict.valid();
+    report.checks = verdict.checks;
+    report.error = verdict.error;
+    report
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+fn print_table(out: &mut impl Write, reports: &[FileReport]) -> std::io::Result<()> {
+    for r in reports {
+        let kind = r.kind.map_or("?", ComponentKind::as_str);
+        let timing = format!(
+            "compile {:>6.0} ms{}  validate {:>5.0} ms",
+            r.compile_ms,
+            if r.cached { " (cached)" } else { "         " },
+            r.validate_ms
+        );
+        match &r.error {
+            None => writeln!(out, "valid    {kind:<12} {:<20} {timing}  {}", r.name, r.file)?,
+            Some(e) => {
+                writeln!(out, "INVALID  {kind:<12} {:<20} {timing}  {}", r.name, r.file)?;
+                writeln!(out, "         [{}] {}", e.class, indent(&e.message))?;
+                for c in r.checks.iter().filter(|c| !c.passed) {
+                    writeln!(out, "         check {} failed: {}", c.name, c.detail)?;
+                }
+            }
+        }
+    }
+    let valid = reports.iter().filter(|r| r.valid).count();
+    writeln!(out, "\n{valid} valid, {} invalid, {} files", reports.len() - valid, reports.len())
+}
+
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n         ")
+}

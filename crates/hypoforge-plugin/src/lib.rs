@@ -1,0 +1,482 @@
+//! Typed host-side handles for each component kind over a sandboxed instance.
+//!
+//! [`Plugin::load`] checks a module's metadata and the exports its kind requires; the typed
+//! handles ([`Activation`], [`Preprocessor`], [`Regularizer`]) copy buffers in and out of
+//! guest memory and give each call an instruction budget proportional to its work.
+//!
+//! Every output buffer is filled with a canary and followed by a guard zone: a plugin that
+//! leaves outputs unwritten or writes past its buffer is caught on the call that does it.
+
+use hypoforge_sandbox::{Instance, Limits, LoadedModule, Sandbox, SandboxError, TypedFunc};
+use hypoforge_spec::abi::{self, exports, status};
+use hypoforge_spec::{ComponentKind, ErrorClass, PluginMeta};
+
+/// A bit pattern no arithmetic produces (the sandbox canonicalizes NaNs).
+const CANARY: u32 = 0x7fc0_beef;
+/// Floats of guard zone after every output buffer.
+const GUARD_FLOATS: usize = 16;
+/// Largest output width a preprocessor may declare.
+pub const MAX_OUTPUT_WIDTH: usize = 1 << 16;
+
+/// Instruction budgets: `base + per_element × elements` per call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub base: u64,
+    pub per_element: u64,
+}
+
+impl Budget {
+    fn for_elements(self, elements: usize) -> u64 {
+        self.base
+            .saturating_add(self.per_element.saturating_mul(elements as u64))
+    }
+}
+
+/// Limits and budgets for a plugin instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PluginLimits {
+    pub sandbox: Limits,
+    /// Per activation call, per element.
+    pub activation: Budget,
+    /// Per `fit`, per input element.
+    pub fit: Budget,
+    /// Per `transform`, per input element × output width.
+    pub transform: Budget,
+    /// Per penalty or gradient call, per weight.
+    pub regularizer: Budget,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            sandbox: Limits::default(),
+            activation: Budget {
+                base: 1_000_000,
+                per_element: 50_000,
+            },
+            fit: Budget {
+                base: 2_000_000_000,
+                per_element: 100_000,
+            },
+            transform: Budget {
+                base: 10_000_000,
+                per_element: 2_000,
+            },
+            regularizer: Budget {
+                base: 10_000_000,
+                per_element: 10_000,
+            },
+        }
+    }
+}
+
+/// Why a plugin could not be loaded or called.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("the module has no `{}` section naming its kind and name", abi::META_SECTION)]
+    MissingMeta,
+    #[error("the module's metadata is unreadable: {0}")]
+    BadMeta(String),
+    #[error("expected a plugin of kind {expected}, found {found}")]
+    KindMismatch {
+        expected: ComponentKind,
+        found: ComponentKind,
+    },
+}
+
+impl PluginError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            PluginError::Sandbox(e) => e.class(),
+            PluginError::MissingMeta | PluginError::BadMeta(_) => ErrorClass::BadModule,
+            PluginError::KindMismatch { .. } => ErrorClass::KindMismatch,
+        }
+    }
+}
+
+/// A loaded plugin: a compiled module plus what it says about itself.
+#[derive(Clone, Debug)]
+pub struct Plugin {
+    module: LoadedModule,
+    meta: PluginMeta,
+}
+
+impl Plugin {
+    /// Check and compile `wasm`. The metadata must parse and the kind's exports must exist.
+    pub fn load(sandbox: &Sandbox, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        let module = sandbox.load(wasm)?;
+        let meta_bytes = module.info().meta.as_deref().ok_or(PluginError::MissingMeta)?;
+        let meta = PluginMeta::parse(meta_bytes).map_err(|e| PluginError::BadMeta(e.to_string()))?;
+        let required: &[&str] = match meta.kind {
+            ComponentKind::Activation => &[exports::ACT_FORWARD, exports::ACT_DERIVATIVE],
+            ComponentKind::Preprocessor => {
+                &[exports::PRE_FIT, exports::PRE_WIDTH, exports::PRE_TRANSFORM]
+            }
+            ComponentKind::Regularizer => &[exports::REG_PENALTY, exports::REG_GRADIENT],
+        };
+        let common = [exports::MEMORY, exports::ALLOC, exports::FREE];
+        for name in common.iter().chain(required) {
+            if !module.info().exports.iter().any(|e| e == name) {
+                return Err(SandboxError::MissingExport {
+                    name: (*name).into(),
+                    expected: format!("required of every {}", meta.kind),
+                }
+                .into());
+            }
+        }
+        Ok(Plugin { module, meta })
+    }
+
+    /// Like [`Plugin::load`], and the plugin must be of `kind`.
+    pub fn load_kind(
+        sandbox: &Sandbox,
+        wasm: &[u8],
+        kind: ComponentKind,
+    ) -> Result<Plugin, PluginError> {
+        let plugin = Plugin::load(sandbox, wasm)?;
+        if plugin.meta.kind != kind {
+            return Err(PluginError::KindMismatch {
+                expected: kind,
+                found: plugin.meta.kind,
+            });
+        }
+        Ok(plugin)
+    }
+
+    pub fn meta(&self) -> &PluginMeta {
+        &self.meta
+    }
+
+    fn instance(&self, sandbox: &Sandbox, limits: &PluginLimits) -> Result<Guest, PluginError> {
+        Ok(Guest {
+            instance: sandbox.instantiate(&self.module, limits.sandbox)?,
+            buffers: Vec::new(),
+        })
+    }
+
+    /// A fresh activation instance.
+    pub fn activation(
+        &self,
+        sandbox: &Sandbox,
+        limits: PluginLimits,
+    ) -> Result<Activation, PluginError> {
+        self.expect(ComponentKind::Activation)?;
+        let mut guest = self.instance(sandbox, &limits)?;
+        Ok(Activation {
+            forward: guest.instance.func(exports::ACT_FORWARD)?,
+            derivative: guest.instance.func(exports::ACT_DERIVATIVE)?,
+            guest,
+            budget: limits.activation,
+        })
+    }
+
+    /// A fresh, unfitted preprocessor instance.
+    pub fn preprocessor(
+        &self,
+        sandbox: &Sandbox,
+        limits: PluginLimits,
+    ) -> Result<Preprocessor, PluginError> {
+        self.expect(ComponentKind::Preprocessor)?;
+        let mut guest = self.instance(sandbox, &limits)?;
+        Ok(Preprocessor {
+            fit: guest.instance.func(exports::PRE_FIT)?,
+            width: guest.instance.func(exports::PRE_WIDTH)?,
+            transform: guest.instance.func(exports::PRE_TRANSFORM)?,
+            guest,
+            fitted: None,
+            limits,
+        })
+    }
+
+    /// A fresh regularizer instance.
+    pub fn regularizer(
+        &self,
+        sandbox: &Sandbox,
+        limits: PluginLimits,
+    ) -> Result<Regularizer, PluginError> {
+        self.expect(ComponentKind::Regularizer)?;
+        let mut guest = self.instance(sandbox, &limits)?;
+        Ok(Regularizer {
+            penalty: guest.instance.func(exports::REG_PENALTY)?,
+            gradient: guest.instance.func(exports::REG_GRADIENT)?,
+            guest,
+            budget: limits.regularizer,
+        })
+    }
+
+    fn expect(&self, kind: ComponentKind) -> Result<(), PluginError> {
+        if self.meta.kind == kind {
+            Ok(())
+        } else {
+            Err(PluginError::KindMismatch {
+                expected: kind,
+                found: self.meta.kind,
+            })
+        }
+    }
+}
+
+/// An instance plus reusable guest buffers (slot i: pointer and capacity in floats).
+struct Guest {
+    instance: Instance,
+    buffers: Vec<(u32, usize)>,
+}
+
+impl Guest {
+    /// Guest buffer `slot` with room for at least `floats`, reallocated only when it must grow.
+    fn buffer(&mut self, slot: usize, floats: usize) -> Result<u32, SandboxError> {
+        if self.buffers.len() <= slot {
+            self.buffers.resize(slot + 1, (0, 0));
+        }
+        let (ptr, cap) = self.buffers[slot];
+        if cap >= floats && ptr != 0 {
+            return Ok(ptr);
+        }
+        if ptr != 0 {
+            self.instance.free(ptr, cap * 4)?;
+            self.buffers[slot] = (0, 0);
+        }
+        let cap = floats.max(64).next_power_of_two();
+        let ptr = self.instance.alloc(cap * 4)?;
+        self.buffers[slot] = (ptr, cap);
+        Ok(ptr)
+    }
+
+    fn input(&mut self, slot: usize, values: &[f32]) -> Result<u32, SandboxError> {
+        let ptr = self.buffer(slot, values.len())?;
+        self.instance.write_f32(ptr, values)?;
+        Ok(ptr)
+    }
+
+    /// An output buffer of `floats`, canary-filled and followed by a canary guard zone.
+    fn output(&mut self, slot: usize, floats: usize) -> Result<u32, SandboxError> {
+        let ptr = self.buffer(slot, floats + GUARD_FLOATS)?;
+        let canary = vec![f32::from_bits(CANARY); floats + GUARD_FLOATS];
+        self.instance.write_f32(ptr, &canary)?;
+        Ok(ptr)
+    }
+
+    /// Read `out.len()` floats back and check that every one was written and the guard holds.
+    fn collect(&mut self, ptr: u32, out: &mut [f32], what: &str) -> Result<(), SandboxError> {
+        self.instance.read_f32(ptr, out)?;
+        let mut guard = [0f32; GUARD_FLOATS];
+        let guard_at = ptr + (out.len() * 4) as u32;
+        self.instance.read_f32(guard_at, &mut guard)?;
+        if guard.iter().any(|g| g.to_bits() != CANARY) {
+            return Err(SandboxError::BadAbi(format!(
+                "{what} wrote past the end of its {}-element output",
+                out.len()
+            )));
+        }
+        let unwritten = out.iter().filter(|v| v.to_bits() == CANARY).count();
+        if unwritten > 0 {
+            return Err(SandboxError::BadAbi(format!(
+                "{what} left {unwritten} of {} outputs unwritten",
+                out.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn check_status(code: i32, what: &str) -> Result<(), SandboxError> {
+    if code == status::OK {
+        Ok(())
+    } else {
+        Err(SandboxError::BadAbi(format!(
+            "{what} returned status {code} ({})",
+            status::describe(code)
+        )))
+    }
+}
+
+fn len_i32(n: usize) -> Result<i32, SandboxError> {
+    i32::try_from(n).map_err(|_| SandboxError::BadAbi(format!("{n} elements is too many for one call")))
+}
+
+/// An activation function instance: `f` and `f'` over buffers.
+pub struct Activation {
+    guest: Guest,
+    forward: TypedFunc<(i32, i32, i32), i32>,
+    derivative: TypedFunc<(i32, i32, i32), i32>,
+    budget: Budget,
+}
+
+impl std::fmt::Debug for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activation").finish_non_exhaustive()
+    }
+}
+
+impl Activation {
+    /// `y[i] = f(x[i])`.
+    pub fn forward(&mut self, x: &[f32], y: &mut [f32]) -> Result<(), SandboxError> {
+        let func = self.forward.clone();
+        self.apply(&func, x, y, "hf_act_forward")
+    }
+
+    /// `dy[i] = f'(x[i])`.
+    pub fn derivative(&mut self, x: &[f32], dy: &mut [f32]) -> Result<(), SandboxError> {
+        let func = self.derivative.clone();
+        self.apply(&func, x, dy, "hf_act_derivative")
+    }
+
+    fn apply(
+        &mut self,
+        func: &TypedFunc<(i32, i32, i32), i32>,
+        x: &[f32],
+        y: &mut [f32],
+        what: &str,
+    ) -> Result<(), SandboxError> {
+        assert_eq!(x.len(), y.len(), "input and output lengths differ");
+        let n = len_i32(x.len())?;
+        let input = self.guest.input(0, x)?;
+        let output = self.guest.output(1, x.len())?;
+        let fuel = self.budget.for_elements(x.len());
+        let code = self
+            .guest
+            .instance
+            .call_with_fuel(func, (input as i32, output as i32, n), fuel)?;
+        check_status(code, what)?;
+        self.guest.collect(output, y, what)
+    }
+}
+
+/// A preprocessor instance: `fit` once, then `transform` any number of matrices.
+pub struct Preprocessor {
+    guest: Guest,
+    fit: TypedFunc<(i32, i32, i32), i32>,
+    width: TypedFunc<(), i32>,
+    transform: TypedFunc<(i32, i32, i32, i32), i32>,
+    /// (input width, output width) once fitted.
+    fitted: Option<(usize, usize)>,
+    limits: PluginLimits,
+}
+
+impl std::fmt::Debug for Preprocessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preprocessor")
+            .field("fitted", &self.fitted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Preprocessor {
+    /// Fit on a row-major `rows × cols` training matrix; returns the declared output width.
+    pub fn fit(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<usize, SandboxError> {
+        assert_eq!(data.len(), rows * cols, "matrix size disagrees with its shape");
+        let (r, c) = (len_i32(rows)?, len_i32(cols)?);
+        let input = self.guest.input(0, data)?;
+        let fuel = self.limits.fit.for_elements(data.len());
+        let code = self
+            .guest
+            .instance
+            .call_with_fuel(&self.fit.clone(), (input as i32, r, c), fuel)?;
+        check_status(code, "hf_pre_fit")?;
+        let width = self.guest.instance.call(&self.width.clone(), ())?;
+        let width = usize::try_from(width)
+            .ok()
+            .filter(|w| (1..=MAX_OUTPUT_WIDTH).contains(w))
+            .ok_or_else(|| {
+                SandboxError::BadAbi(format!(
+                    "declared output width {width} is outside 1..={MAX_OUTPUT_WIDTH}"
+                ))
+            })?;
+        self.fitted = Some((cols, width));
+        Ok(width)
+    }
+
+    /// The declared output width, once fitted.
+    pub fn output_width(&self) -> Option<usize> {
+        self.fitted.map(|(_, w)| w)
+    }
+
+    /// Transform a row-major `rows × cols` matrix into `rows × output_width` (in `out`).
+    pub fn transform(
+        &mut self,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), SandboxError> {
+        assert_eq!(data.len(), rows * cols, "matrix size disagrees with its shape");
+        let Some((fit_cols, width)) = self.fitted else {
+            return Err(SandboxError::BadAbi("transform before fit".into()));
+        };
+        if cols != fit_cols {
+            return Err(SandboxError::BadAbi(format!(
+                "transform of a {cols}-column matrix after fitting {fit_cols} columns"
+            )));
+        }
+        let (r, c) = (len_i32(rows)?, len_i32(cols)?);
+        let out_len = rows * width;
+        len_i32(out_len)?;
+        let input = self.guest.input(0, data)?;
+        let output = self.guest.output(1, out_len)?;
+        let fuel = self
+            .limits
+            .transform
+            .for_elements(data.len().saturating_mul(width.max(1)));
+        let code = self.guest.instance.call_with_fuel(
+            &self.transform.clone(),
+            (input as i32, r, c, output as i32),
+            fuel,
+        )?;
+        check_status(code, "hf_pre_transform")?;
+        out.clear();
+        out.resize(out_len, 0.0);
+        self.guest.collect(output, out, "hf_pre_transform")
+    }
+}
+
+/// A regularizer instance: penalty and gradient of one weight matrix at a time.
+pub struct Regularizer {
+    guest: Guest,
+    penalty: TypedFunc<(i32, i32, i32), f32>,
+    gradient: TypedFunc<(i32, i32, i32, i32), i32>,
+    budget: Budget,
+}
+
+impl std::fmt::Debug for Regularizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Regularizer").finish_non_exhaustive()
+    }
+}
+
+impl Regularizer {
+    /// The penalty of a row-major `rows × cols` weight matrix.
+    pub fn penalty(&mut self, w: &[f32], rows: usize, cols: usize) -> Result<f32, SandboxError> {
+        assert_eq!(w.len(), rows * cols, "matrix size disagrees with its shape");
+        let input = self.guest.input(0, w)?;
+        let fuel = self.budget.for_elements(w.len());
+        self.guest.instance.call_with_fuel(
+            &self.penalty.clone(),
+            (input as i32, len_i32(rows)?, len_i32(cols)?),
+            fuel,
+        )
+    }
+
+    /// The penalty's gradient with respect to `w`, written to `grad` (same shape).
+    pub fn gradient(
+        &mut self,
+        w: &[f32],
+        rows: usize,
+        cols: usize,
+        grad: &mut [f32],
+    ) -> Result<(), SandboxError> {
+        assert_eq!(w.len(), rows * cols, "matrix size disagrees with its shape");
+        assert_eq!(grad.len(), w.len(), "gradient and weights differ in size");
+        let input = self.guest.input(0, w)?;
+        let output = self.guest.output(1, w.len())?;
+        let fuel = self.budget.for_elements(w.len());
+        let code = self.guest.instance.call_with_fuel(
+            &self.gradient.clone(),
+            (input as i32, len_i32(rows)?, len_i32(cols)?, output as i32),
+            fuel,
+        )?;
+        check_status(code, "hf_reg_gradient")?;
+        self.guest.collect(output, grad, "hf_reg_gradient")
+    }
+}

@@ -1,0 +1,187 @@
+//! Per-kind property checks a plugin must pass before anything trains with it.
+//!
+//! Each check has a stable name and leaves a [`CheckRecord`]; the first failure also becomes the
+//! report's classified error. A check that traps ends validation (later checks are recorded as
+//! skipped), because a plugin that traps once is rejected anyway and should not burn more budget.
+
+use hypoforge_plugin::{Plugin, PluginError, PluginLimits};
+use hypoforge_sandbox::{Sandbox, SandboxError};
+use hypoforge_spec::{CheckRecord, ComponentKind, DerivativeSource, ErrorClass, ErrorRecord, PluginMeta};
+
+mod activation;
+mod preprocessor;
+mod probe;
+mod regularizer;
+
+pub use probe::Rng;
+
+/// The outcome of validating one plugin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// What the plugin says about itself, when it loaded far enough to say.
+    pub meta: Option<PluginMeta>,
+    pub checks: Vec<CheckRecord>,
+    /// The first failure, classified; `None` exactly when the plugin is valid.
+    pub error: Option<ErrorRecord>,
+}
+
+impl Report {
+    pub fn valid(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Validate a compiled module; `expected` refuses plugins of another kind.
+pub fn validate(
+    sandbox: &Sandbox,
+    wasm: &[u8],
+    expected: Option<ComponentKind>,
+    limits: PluginLimits,
+) -> Report {
+    let loaded = match expected {
+        Some(kind) => Plugin::load_kind(sandbox, wasm, kind),
+        None => Plugin::load(sandbox, wasm),
+    };
+    let plugin = match loaded {
+        Ok(p) => p,
+        Err(e) => {
+            return Report {
+                meta: None,
+                checks: vec![CheckRecord {
+                    name: "loads".into(),
+                    passed: false,
+                    detail: e.to_string(),
+                }],
+                error: Some(ErrorRecord {
+                    class: e.class(),
+                    message: e.to_string(),
+                }),
+            };
+        }
+    };
+    let mut run = Run {
+        checks: vec![CheckRecord {
+            name: "loads".into(),
+            passed: true,
+            detail: format!(
+                "{} `{}`, ABI {}, SDK {}",
+                plugin.meta().kind,
+                plugin.meta().name,
+                hypoforge_spec::abi::ABI_VERSION,
+                plugin.meta().sdk_version
+            ),
+        }],
+        error: None,
+        stopped: false,
+    };
+    let ctx = Context {
+        sandbox,
+        plugin: &plugin,
+        limits,
+    };
+    match plugin.meta().kind {
+        ComponentKind::Activation => activation::checks(&ctx, &mut run),
+        ComponentKind::Preprocessor => preprocessor::checks(&ctx, &mut run),
+        ComponentKind::Regularizer => regularizer::checks(&ctx, &mut run),
+    }
+    Report {
+        meta: Some(plugin.meta().clone()),
+        checks: run.checks,
+        error: run.error,
+    }
+}
+
+struct Context<'a> {
+    sandbox: &'a Sandbox,
+    plugin: &'a Plugin,
+    limits: PluginLimits,
+}
+
+impl Context<'_> {
+    fn derivative_source(&self) -> DerivativeSource {
+        self.plugin.meta().derivative
+    }
+}
+
+/// A check's failure: either the plugin misbehaved in the sandbox, or its results are wrong.
+enum Failure {
+    Sandbox(SandboxError),
+    Wrong(String),
+}
+
+impl From<SandboxError> for Failure {
+    fn from(e: SandboxError) -> Self {
+        Failure::Sandbox(e)
+    }
+}
+
+impl From<PluginError> for Failure {
+    fn from(e: PluginError) -> Self {
+        match e {
+            PluginError::Sandbox(s) => Failure::Sandbox(s),
+            other => Failure::Wrong(other.to_string()),
+        }
+    }
+}
+
+type CheckResult = Result<String, Failure>;
+
+struct Run {
+    checks: Vec<CheckRecord>,
+    error: Option<ErrorRecord>,
+    stopped: bool,
+}
+
+impl Run {
+    /// Run one named check unless an earlier one trapped.
+    fn check(&mut self, name: &str, f: impl FnOnce() -> CheckResult) {
+        if self.stopped {
+            self.checks.push(CheckRecord {
+                name: name.into(),
+                passed: false,
+                detail: "skipped: an earlier check trapped".into(),
+            });
+            return;
+        }
+        let (passed, detail) = match f() {
+            Ok(detail) => (true, detail),
+            Err(Failure::Wrong(detail)) => {
+                self.first_error(ErrorClass::InvalidBehaviour, format!("{name}: {detail}"));
+                (false, detail)
+            }
+            Err(Failure::Sandbox(e)) => {
+                self.stopped = true;
+                let detail = e.to_string();
+                self.first_error(e.class(), format!("{name}: {detail}"));
+                (false, detail)
+            }
+        };
+        self.checks.push(CheckRecord {
+            name: name.into(),
+            passed,
+            detail,
+        });
+    }
+
+    fn first_error(&mut self, class: ErrorClass, message: String) {
+        if self.error.is_none() {
+            self.error = Some(ErrorRecord { class, message });
+        }
+    }
+}
+
+/// The first index where `values` is not finite, as a message naming the input.
+fn first_non_finite(what: &str, inputs: &[f32], values: &[f32]) -> Option<String> {
+    values
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|i| format!("{what}({}) = {}", fmt_input(inputs.get(i).copied()), values[i]))
+}
+
+fn fmt_input(x: Option<f32>) -> String {
+    x.map_or_else(|| "?".into(), |x| format!("{x:e}"))
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
