@@ -372,7 +372,10 @@ impl Instance {
         match func.call(&mut self.store, params) {
             Ok(r) => Ok(r),
             Err(e) => {
+                // Read the flag first: fetching the panic report re-arms the store.
+                let memory_denied = self.store.data().memory_denied;
                 let message = self.panic_report();
+                self.store.data_mut().memory_denied = memory_denied;
                 Err(classify(&mut self.store, e, fuel, deadline, message))
             }
         }

@@ -1,1 +1,122 @@
-fn main() {}
+//! Project automation, kept thin: each task builds and runs the real programs.
+//!
+//! - `cargo xtask evaluate`: the main job (release build, then the pipeline on the shipped plugins)
+//! - `cargo xtask bench [--save]`: benchmarks; `--save` rewrites BENCHMARKS.md
+//! - `cargo xtask ci`: what CI runs: formatting, clippy, the whole test suite
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the workspace")?
+        .to_path_buf();
+    match args.first().map(String::as_str) {
+        Some("evaluate") => evaluate(&root, &args[1..]),
+        Some("bench") => bench(&root, &args[1..]),
+        Some("ci") => ci(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  \
+                 evaluate        build the release CLI and run the main job on the shipped plugins\n  \
+                 bench [--save]  run the benchmarks (--save: write BENCHMARKS.md)\n  \
+                 ci              format check, clippy (-D warnings) and the full test suite"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn release_binary(root: &Path, package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+    run(cargo(root).args(["build", "--release", "--package", package, "--bin", bin]))?;
+    Ok(root.join("target/release").join(bin))
+}
+
+/// The main job. Until the evaluator lands this compiles and validates every shipped plugin.
+fn evaluate(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    let hypoforge = release_binary(root, "hypoforge-cli", "hypoforge")?;
+    run(Command::new(hypoforge)
+        .current_dir(root)
+        .arg("validate")
+        .arg(root.join("plugins"))
+        .args(extra))
+}
+
+fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    let save = extra.iter().any(|a| a == "--save");
+    let bench = release_binary(root, "hypoforge-bench", "hypoforge-bench")?;
+    let output = Command::new(bench)
+        .current_dir(root)
+        .output()
+        .context("cannot run the benchmarks")?;
+    if !output.status.success() {
+        bail!("benchmarks failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let results = String::from_utf8_lossy(&output.stdout);
+    print!("{results}");
+    if save {
+        let doc = format!(
+            "# Benchmarks\n\nProduced by `cargo xtask bench --save`; numbers are from one run on the machine below.\n\n\
+             ## Machine\n\n{}\n{results}",
+            machine(root)
+        );
+        std::fs::write(root.join("BENCHMARKS.md"), doc).context("cannot write BENCHMARKS.md")?;
+        eprintln!("wrote BENCHMARKS.md");
+    }
+    Ok(())
+}
+
+fn machine(root: &Path) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or_else(|| "unknown".into(), |kb| format!("{} GiB", kb >> 20));
+    let rustc = Command::new("rustc")
+        .current_dir(root)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("- CPU: {cpu}, {cores} cores available\n- Memory: {memory}\n- Toolchain: {rustc}\n- OS: {}\n", std::env::consts::OS)
+}
+
+fn ci(root: &Path) -> anyhow::Result<()> {
+    run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo(root).args(["test", "--workspace"]))
+}
