@@ -2,19 +2,25 @@
 //! this crate, and embeds the rlibs so hypotheses can link against them at run time.
 
 use std::env;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.join("../..");
     let sdk = workspace.join("crates/hypoforge-sdk");
     println!("cargo:rerun-if-changed={}", sdk.join("src").display());
-    println!("cargo:rerun-if-changed={}", sdk.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        sdk.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("Cargo.lock").display()
+    );
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -22,11 +28,7 @@ fn main() {
 
     let sysroot = capture(Command::new(&rustc).args(["--print", "sysroot"]));
     let version = capture(Command::new(&rustc).arg("-vV"));
-    let release = version
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let release = version.lines().next().unwrap_or_default().to_owned();
     let target_libdir = Path::new(&sysroot).join("lib/rustlib").join(GUEST_TARGET);
     if !target_libdir.exists() {
         panic!(
@@ -36,14 +38,20 @@ fn main() {
     }
 
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--message-format=json-render-diagnostics", "-p", "hypoforge-sdk"])
-        .args(["--target", GUEST_TARGET])
-        .arg("--target-dir")
-        .arg(out_dir.join("guest-target"))
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "build",
+        "--release",
+        "--message-format=json-render-diagnostics",
+        "-p",
+        "hypoforge-sdk",
+    ])
+    .args(["--target", GUEST_TARGET])
+    .arg("--target-dir")
+    .arg(out_dir.join("guest-target"))
+    .arg("--manifest-path")
+    .arg(workspace.join("Cargo.toml"))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     // The outer build's settings (target, flags, wrappers such as clippy) must not leak into
     // the guest build; only where cargo and rustup live and how to reach the registry may.
     for (key, _) in env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
@@ -64,7 +72,9 @@ fn main() {
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
-    let output = cmd.output().expect("cannot run cargo for the guest SDK build");
+    let output = cmd
+        .output()
+        .expect("cannot run cargo for the guest SDK build");
     if !output.status.success() {
         panic!("building hypoforge-sdk for {GUEST_TARGET} failed (see the messages above)");
     }
@@ -72,7 +82,9 @@ fn main() {
     // Each compiler-artifact message names the rlib of one crate of the guest build.
     let mut rlibs = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
@@ -83,27 +95,40 @@ fn main() {
         }
     }
     assert!(
-        rlibs.iter().any(|p| p.to_string_lossy().contains("hypoforge_sdk")),
+        rlibs
+            .iter()
+            .any(|p| p.to_string_lossy().contains("hypoforge_sdk")),
         "the guest build produced no hypoforge_sdk rlib"
     );
 
-    let mut code = String::new();
-    writeln!(code, "/// `rustc -vV` of the toolchain the guest libraries were built with.").unwrap();
-    writeln!(code, "pub(crate) const BUILD_RUSTC_VERSION: &str = {version:?};").unwrap();
-    writeln!(code, "/// The sysroot of that toolchain.").unwrap();
-    writeln!(code, "pub(crate) const BUILD_SYSROOT: &str = {sysroot:?};").unwrap();
-    writeln!(code, "/// The guest libraries: (file name, contents).").unwrap();
-    writeln!(code, "pub(crate) static GUEST_LIBS: &[(&str, &[u8])] = &[").unwrap();
-    for rlib in &rlibs {
-        let name = rlib.file_name().expect("an rlib path has a file name").to_string_lossy();
-        writeln!(code, "    ({name:?}, include_bytes!({:?})),", rlib.display().to_string()).unwrap();
-    }
-    writeln!(code, "];").unwrap();
+    let libs: String = rlibs
+        .iter()
+        .map(|rlib| {
+            let name = rlib
+                .file_name()
+                .expect("an rlib path has a file name")
+                .to_string_lossy();
+            format!(
+                "    ({name:?}, include_bytes!({:?})),\n",
+                rlib.display().to_string()
+            )
+        })
+        .collect();
+    let code = format!(
+        "/// `rustc -vV` of the toolchain the guest libraries were built with.\n\
+         pub(crate) const BUILD_RUSTC_VERSION: &str = {version:?};\n\
+         /// The sysroot of that toolchain.\n\
+         pub(crate) const BUILD_SYSROOT: &str = {sysroot:?};\n\
+         /// The guest libraries: (file name, contents).\n\
+         pub(crate) static GUEST_LIBS: &[(&str, &[u8])] = &[\n{libs}];\n"
+    );
     std::fs::write(out_dir.join("guest_libs.rs"), code).expect("cannot write guest_libs.rs");
 }
 
 fn capture(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

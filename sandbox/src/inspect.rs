@@ -32,7 +32,8 @@ pub fn inspect(wasm: &[u8]) -> Result<ModuleInfo, SandboxError> {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
                     let import = import.map_err(invalid)?;
-                    info.imports.push(format!("{}.{}", import.module, import.name));
+                    info.imports
+                        .push(format!("{}.{}", import.module, import.name));
                 }
             }
             Payload::ExportSection(reader) => {

@@ -201,9 +201,8 @@ impl Sandbox {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
         arm(&mut store, limits.fuel_per_call, limits.deadline)?;
-        let instance = wasmtime::Instance::new(&mut store, &module.module, &[]).map_err(|e| {
-            classify(&mut store, e, limits.fuel_per_call, limits.deadline, None)
-        })?;
+        let instance = wasmtime::Instance::new(&mut store, &module.module, &[])
+            .map_err(|e| classify(&mut store, e, limits.fuel_per_call, limits.deadline, None))?;
         let memory = instance
             .get_memory(&mut store, exports::MEMORY)
             .ok_or_else(|| SandboxError::MissingExport {
@@ -398,7 +397,8 @@ impl Instance {
             return None;
         }
         let mut bytes = vec![0u8; len];
-        self.read_bytes((at as u32).checked_add(4)?, &mut bytes).ok()?;
+        self.read_bytes((at as u32).checked_add(4)?, &mut bytes)
+            .ok()?;
         Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 

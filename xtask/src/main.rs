@@ -40,7 +40,9 @@ fn cargo(root: &Path) -> Command {
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("$ {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -58,7 +60,7 @@ fn evaluate(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     run(Command::new(hypoforge)
         .current_dir(root)
         .arg("validate")
-        .arg(root.join("plugins"))
+        .arg("plugins")
         .args(extra))
 }
 
@@ -70,7 +72,10 @@ fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         .output()
         .context("cannot run the benchmarks")?;
     if !output.status.success() {
-        bail!("benchmarks failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "benchmarks failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let results = String::from_utf8_lossy(&output.stdout);
     print!("{results}");
@@ -112,11 +117,21 @@ fn machine(root: &Path) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    format!("- CPU: {cpu}, {cores} cores available\n- Memory: {memory}\n- Toolchain: {rustc}\n- OS: {}\n", std::env::consts::OS)
+    format!(
+        "- CPU: {cpu}, {cores} cores available\n- Memory: {memory}\n- Toolchain: {rustc}\n- OS: {}\n",
+        std::env::consts::OS
+    )
 }
 
 fn ci(root: &Path) -> anyhow::Result<()> {
     run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(cargo(root).args(["test", "--workspace"]))
 }

@@ -37,7 +37,10 @@ fn main() -> anyhow::Result<()> {
     let sources = baseline_sources(&root.join("plugins"))?;
     let sandbox = Sandbox::shared().context("sandbox")?;
 
-    println!("## Compile and validate (all {} baseline plugins)\n", sources.len());
+    println!(
+        "## Compile and validate (all {} baseline plugins)\n",
+        sources.len()
+    );
     let mut cold = Vec::new();
     let mut cached = Vec::new();
     let mut setup = Vec::new();
@@ -45,21 +48,31 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..COLD_ROUNDS {
         let cache = tempfile::tempdir()?;
         let started = Instant::now();
-        let compiler = Compiler::new(Some(cache.path()), Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let compiler = Compiler::new(Some(cache.path()), Limits::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         setup.push(started.elapsed());
         for (_, source) in &sources {
-            let c = compiler.compile(source).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let c = compiler
+                .compile(source)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             assert!(!c.cached);
             cold.push(c.elapsed);
         }
         for (_, source) in &sources {
-            let c = compiler.compile(source).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let c = compiler
+                .compile(source)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             assert!(c.cached);
             cached.push(c.elapsed);
             let started = Instant::now();
-            let report = hypoforge_validate::validate(sandbox, &c.wasm, None, PluginLimits::default());
+            let report =
+                hypoforge_validate::validate(sandbox, &c.wasm, None, PluginLimits::default());
             validate.push(started.elapsed());
-            anyhow::ensure!(report.valid(), "a baseline failed validation: {:?}", report.error);
+            anyhow::ensure!(
+                report.valid(),
+                "a baseline failed validation: {:?}",
+                report.error
+            );
         }
     }
     println!("| step | median | p90 | samples |");
@@ -69,22 +82,34 @@ fn main() -> anyhow::Result<()> {
     row("compile, cached (content-addressed hit)", &mut cached);
     row("validate (sandbox compile + all checks)", &mut validate);
 
-    println!("\n## Sandbox overhead per element: activation in WebAssembly vs the same source native\n");
-    println!("Buffer in, `f` over it, buffer out, through the plugin ABI (copies included), against a native loop.\n");
+    println!(
+        "\n## Sandbox overhead per element: activation in WebAssembly vs the same source native\n"
+    );
+    println!(
+        "Buffer in, `f` over it, buffer out, through the plugin ABI (copies included), against a native loop.\n"
+    );
     println!("| activation | n | native ns/elem | sandbox ns/elem | ratio |");
     println!("|---|---:|---:|---:|---:|");
     let compiler = Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    for (name, native) in [("gelu", native_gelu::native as fn(f32) -> f32), ("relu", native_relu::native)] {
+    for (name, native) in [
+        ("gelu", native_gelu::native as fn(f32) -> f32),
+        ("relu", native_relu::native),
+    ] {
         let source = &sources
             .iter()
             .find(|(p, _)| p.ends_with(format!("activation/{name}.rs")))
             .context("baseline source")?
             .1;
-        let wasm = compiler.compile(source).map_err(|e| anyhow::anyhow!("{e}"))?.wasm;
+        let wasm = compiler
+            .compile(source)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .wasm;
         let plugin = hypoforge_plugin::Plugin::load(sandbox, &wasm)?;
         let mut act = plugin.activation(sandbox, PluginLimits::default())?;
         for n in [64usize, 4096, 1 << 20] {
-            let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 2000) as f32 / 250.0 - 4.0).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 2000) as f32 / 250.0 - 4.0)
+                .collect();
             let mut y = vec![0.0f32; n];
             let reps = (1 << 24) / n;
             let native_t = time_per_element(reps, n, || {

@@ -74,8 +74,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rustc_timeout: Duration::from_secs_f64(args.compile_timeout),
         ..Limits::default()
     };
-    let cache_dir = (!args.no_cache).then(|| args.cache_dir.clone().unwrap_or_else(hypoforge_compile::default_cache_dir));
-    let compiler = Compiler::new(cache_dir.as_deref(), limits).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let cache_dir = (!args.no_cache).then(|| {
+        args.cache_dir
+            .clone()
+            .unwrap_or_else(hypoforge_compile::default_cache_dir)
+    });
+    let compiler = Compiler::new(cache_dir.as_deref(), limits)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let sandbox = Sandbox::shared().context("cannot start the WebAssembly sandbox")?;
 
     let progress = std::io::stderr().is_terminal() && !args.json && files.len() > 1;
@@ -116,7 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             let before = files.len();
             walk(path, &mut files).with_context(|| format!("cannot list {}", path.display()))?;
@@ -144,8 +150,16 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn validate_file(compiler: &Compiler, sandbox: &Sandbox, file: &Path, kind: Option<ComponentKind>) -> FileReport {
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+fn validate_file(
+    compiler: &Compiler,
+    sandbox: &Sandbox,
+    file: &Path,
+    kind: Option<ComponentKind>,
+) -> FileReport {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut report = FileReport {
         file: file.display().to_string(),
         kind,
@@ -181,7 +195,8 @@ fn validate_file(compiler: &Compiler, sandbox: &Sandbox, file: &Path, kind: Opti
     };
     report.cached = compiled.cached;
     let started = Instant::now();
-    let verdict = hypoforge_validate::validate(sandbox, &compiled.wasm, kind, PluginLimits::default());
+    let verdict =
+        hypoforge_validate::validate(sandbox, &compiled.wasm, kind, PluginLimits::default());
     report.validate_ms = millis(started.elapsed());
     if let Some(meta) = &verdict.meta {
         report.kind = Some(meta.kind);
@@ -207,9 +222,17 @@ fn print_table(out: &mut impl Write, reports: &[FileReport]) -> std::io::Result<
             r.validate_ms
         );
         match &r.error {
-            None => writeln!(out, "valid    {kind:<12} {:<20} {timing}  {}", r.name, r.file)?,
+            None => writeln!(
+                out,
+                "valid    {kind:<12} {:<20} {timing}  {}",
+                r.name, r.file
+            )?,
             Some(e) => {
-                writeln!(out, "INVALID  {kind:<12} {:<20} {timing}  {}", r.name, r.file)?;
+                writeln!(
+                    out,
+                    "INVALID  {kind:<12} {:<20} {timing}  {}",
+                    r.name, r.file
+                )?;
                 writeln!(out, "         [{}] {}", e.class, indent(&e.message))?;
                 for c in r.checks.iter().filter(|c| !c.passed) {
                     writeln!(out, "         check {} failed: {}", c.name, c.detail)?;
@@ -218,7 +241,12 @@ fn print_table(out: &mut impl Write, reports: &[FileReport]) -> std::io::Result<
         }
     }
     let valid = reports.iter().filter(|r| r.valid).count();
-    writeln!(out, "\n{valid} valid, {} invalid, {} files", reports.len() - valid, reports.len())
+    writeln!(
+        out,
+        "\n{valid} valid, {} invalid, {} files",
+        reports.len() - valid,
+        reports.len()
+    )
 }
 
 fn indent(text: &str) -> String {

@@ -140,10 +140,11 @@ impl Compiler {
     pub fn compile(&self, source: &[u8]) -> Result<Compiled, CompileError> {
         let started = Instant::now();
         let source_hash = hypoforge_spec::source_hash(source);
-        let checked = policy::check(source, self.limits.max_source_bytes).map_err(|v| CompileError {
-            class: ErrorClass::Policy,
-            message: v.to_string(),
-        })?;
+        let checked =
+            policy::check(source, self.limits.max_source_bytes).map_err(|v| CompileError {
+                class: ErrorClass::Policy,
+                message: v.to_string(),
+            })?;
         let key = hex::encode(Sha256::digest(format!("{}\n{checked}", self.recipe_digest)));
         if let Some(hit) = self.cached(&key) {
             return hit.map(|wasm| Compiled {
@@ -190,7 +191,9 @@ impl Compiler {
             Ok(wasm) => (format!("{key}.wasm"), wasm.clone()),
             Err(e) if e.class == ErrorClass::Compile => {
                 let record = ErrorRecord::from(e.clone());
-                let Ok(json) = serde_json::to_vec(&record) else { return };
+                let Ok(json) = serde_json::to_vec(&record) else {
+                    return;
+                };
                 (format!("{key}.error.json"), json)
             }
             Err(_) => return,
@@ -261,8 +264,12 @@ fn unpack_guest_libs(dir: &Path) -> Result<PathBuf, CompileError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| io_error(format!("cannot create {}: {e}", dir.display())))?;
     for (name, bytes) in GUEST_LIBS {
-        write_atomically(&dir.join(name), bytes)
-            .map_err(|e| io_error(format!("cannot unpack the guest SDK into {}: {e}", dir.display())))?;
+        write_atomically(&dir.join(name), bytes).map_err(|e| {
+            io_error(format!(
+                "cannot unpack the guest SDK into {}: {e}",
+                dir.display()
+            ))
+        })?;
     }
     write_atomically(&complete, b"")
         .map_err(|e| io_error(format!("cannot write {}: {e}", complete.display())))?;

@@ -13,14 +13,26 @@ pub const DEFAULT_MAX_SOURCE_BYTES: usize = 64 * 1024;
 const FORBIDDEN_IDENTS: &[(&str, &str)] = &[
     ("include", "`include!` reads files at compile time"),
     ("include_str", "`include_str!` reads files at compile time"),
-    ("include_bytes", "`include_bytes!` reads files at compile time"),
-    ("env", "`env!` reads the compiler's environment (the name `env` is reserved)"),
-    ("option_env", "`option_env!` reads the compiler's environment"),
+    (
+        "include_bytes",
+        "`include_bytes!` reads files at compile time",
+    ),
+    (
+        "env",
+        "`env!` reads the compiler's environment (the name `env` is reserved)",
+    ),
+    (
+        "option_env",
+        "`option_env!` reads the compiler's environment",
+    ),
     ("asm", "inline assembly is not allowed"),
     ("global_asm", "inline assembly is not allowed"),
     ("naked_asm", "inline assembly is not allowed"),
     ("unsafe", "`unsafe` code is not allowed"),
-    ("extern", "`extern` crates, blocks and functions are not allowed; the SDK is already linked"),
+    (
+        "extern",
+        "`extern` crates, blocks and functions are not allowed; the SDK is already linked",
+    ),
 ];
 
 /// Attributes that change how or where code is linked, loaded or exported.
@@ -37,11 +49,14 @@ const FORBIDDEN_ATTRIBUTES: &[&str] = &[
     "panic_handler",
     "no_builtins",
     "linkage",
+    // Reads a visualizer file from disk.
+    "debugger_visualizer",
 ];
 
 /// Crate-level attributes that are harmless (hypoforge sets `no_std` itself); they are blanked
 /// out, keeping line and column numbers. Any other inner attribute is refused.
-const TOLERATED_INNER_ATTRIBUTES: &[&str] = &["no_std", "allow", "warn", "deny", "forbid", "expect"];
+const TOLERATED_INNER_ATTRIBUTES: &[&str] =
+    &["no_std", "allow", "warn", "deny", "forbid", "expect"];
 
 /// A broken rule, with where it was broken.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -141,7 +156,8 @@ fn walk(tokens: TokenStream, blanks: &mut Vec<Blank>) -> Result<(), PolicyViolat
                 }
             }
             TokenTree::Punct(p) if p.as_char() == '#' => {
-                let inner = matches!(tokens.get(i + 1), Some(TokenTree::Punct(b)) if b.as_char() == '!');
+                let inner =
+                    matches!(tokens.get(i + 1), Some(TokenTree::Punct(b)) if b.as_char() == '!');
                 let group_at = if inner { i + 2 } else { i + 1 };
                 if let Some(TokenTree::Group(g)) = tokens.get(group_at)
                     && g.delimiter() == Delimiter::Bracket
@@ -186,7 +202,10 @@ fn check_attribute(stream: TokenStream, span: proc_macro2::Span) -> Result<(), P
                     ));
                 }
                 if name == "unsafe" {
-                    return Err(PolicyViolation::at(span, "`unsafe` attributes are not allowed"));
+                    return Err(PolicyViolation::at(
+                        span,
+                        "`unsafe` attributes are not allowed",
+                    ));
                 }
             }
             TokenTree::Group(g) => check_attribute(g.stream(), span)?,
@@ -254,27 +273,91 @@ mod tests {
     #[test]
     fn accepts_an_ordinary_hypothesis() {
         let src = "use hypoforge_sdk::prelude::*;\nfn f<R: Real>(x: R) -> R { x.max(R::zero()) }\nactivation!(name = \"r\", f = f);\n";
-        assert_eq!(check(src.as_bytes(), DEFAULT_MAX_SOURCE_BYTES).as_deref(), Ok(src));
+        assert_eq!(
+            check(src.as_bytes(), DEFAULT_MAX_SOURCE_BYTES).as_deref(),
+            Ok(src)
+        );
     }
 
     #[test]
     fn names_each_forbidden_construct() {
-        assert!(reject("const S: &str = include_str!(\"/etc/passwd\");").message.contains("include_str"));
-        assert!(reject("const S: &[u8] = core::include_bytes!(\"x\");").message.contains("include_bytes"));
-        assert!(reject("const K: &str = env!(\"OPENAI_API_KEY\");").message.contains("env"));
-        assert!(reject("const K: Option<&str> = option_env!(\"HOME\");").message.contains("option_env"));
-        assert!(reject("use core::include_str as inc;").message.contains("include_str"));
-        assert!(reject("#[path = \"/etc/x.rs\"] mod x;").message.contains("path"));
+        assert!(
+            reject("const S: &str = include_str!(\"/etc/passwd\");")
+                .message
+                .contains("include_str")
+        );
+        assert!(
+            reject("const S: &[u8] = core::include_bytes!(\"x\");")
+                .message
+                .contains("include_bytes")
+        );
+        assert!(
+            reject("const K: &str = env!(\"OPENAI_API_KEY\");")
+                .message
+                .contains("env")
+        );
+        assert!(
+            reject("const K: Option<&str> = option_env!(\"HOME\");")
+                .message
+                .contains("option_env")
+        );
+        assert!(
+            reject("use core::include_str as inc;")
+                .message
+                .contains("include_str")
+        );
+        assert!(
+            reject("#[path = \"/etc/x.rs\"] mod x;")
+                .message
+                .contains("path")
+        );
         assert!(reject("mod helper;").message.contains("mod name;"));
         assert!(reject("extern crate std;").message.contains("extern"));
-        assert!(reject("extern \"C\" { fn getpid() -> i32; }").message.contains("extern"));
-        assert!(reject("fn f() { unsafe { core::arch::asm!(\"nop\") } }").message.contains("unsafe"));
-        assert!(reject("core::arch::global_asm!(\"\");").message.contains("assembly"));
-        assert!(reject("#[link(name = \"c\")] fn f() {}").message.contains("link"));
-        assert!(reject("#[cfg_attr(all(), path = \"x.rs\")] mod m { }").message.contains("path"));
-        assert!(reject("#[unsafe(no_mangle)] fn f() {}").message.contains("unsafe"));
-        assert!(reject("#[no_mangle] fn f() {}").message.contains("no_mangle"));
-        assert!(reject("#![recursion_limit = \"100000\"]").message.contains("crate attribute"));
+        assert!(
+            reject("extern \"C\" { fn getpid() -> i32; }")
+                .message
+                .contains("extern")
+        );
+        assert!(
+            reject("fn f() { unsafe { core::arch::asm!(\"nop\") } }")
+                .message
+                .contains("unsafe")
+        );
+        assert!(
+            reject("core::arch::global_asm!(\"\");")
+                .message
+                .contains("assembly")
+        );
+        assert!(
+            reject("#[link(name = \"c\")] fn f() {}")
+                .message
+                .contains("link")
+        );
+        assert!(
+            reject("#[cfg_attr(all(), path = \"x.rs\")] mod m { }")
+                .message
+                .contains("path")
+        );
+        assert!(
+            reject("#[unsafe(no_mangle)] fn f() {}")
+                .message
+                .contains("unsafe")
+        );
+        assert!(
+            reject("#[no_mangle] fn f() {}")
+                .message
+                .contains("no_mangle")
+        );
+        assert!(
+            reject("#[debugger_visualizer(natvis_file = \"/etc/shadow\")] mod m {}")
+                .message
+                .contains("debugger_visualizer")
+        );
+        assert!(
+            reject("#![recursion_limit = \"100000\"]")
+                .message
+                .contains("crate attribute")
+        );
     }
 
     #[test]
@@ -288,18 +371,36 @@ mod tests {
     fn blanks_tolerated_crate_attributes_keeping_lines() {
         let src = "#![no_std]\n#![allow(dead_code)]\nfn f() {}\n";
         let out = check(src.as_bytes(), DEFAULT_MAX_SOURCE_BYTES).ok();
-        assert_eq!(out.as_deref(), Some("          \n                    \nfn f() {}\n"));
+        assert_eq!(
+            out.as_deref(),
+            Some("          \n                    \nfn f() {}\n")
+        );
     }
 
     #[test]
     fn rejects_bad_encodings_and_sizes() {
         assert!(check(b"", 100).is_err());
         assert!(check(b"  \n ", 100).is_err());
-        assert!(check(&[0xff, 0xfe, 0x00], 100).unwrap_err().message.contains("UTF-8"));
-        assert!(check(b"fn f() {}\0\x01\x02", 100).unwrap_err().message.contains("binary"));
+        assert!(
+            check(&[0xff, 0xfe, 0x00], 100)
+                .unwrap_err()
+                .message
+                .contains("UTF-8")
+        );
+        assert!(
+            check(b"fn f() {}\0\x01\x02", 100)
+                .unwrap_err()
+                .message
+                .contains("binary")
+        );
         assert!(check(&vec![b' '; 101][..], 100).is_err());
         let big = format!("fn f() {{}}{}", " ".repeat(200));
-        assert!(check(big.as_bytes(), 100).unwrap_err().message.contains("limit"));
+        assert!(
+            check(big.as_bytes(), 100)
+                .unwrap_err()
+                .message
+                .contains("limit")
+        );
     }
 
     #[test]
@@ -310,6 +411,12 @@ mod tests {
 
     #[test]
     fn words_inside_strings_and_comments_are_fine() {
-        assert!(check(b"// unsafe env include\nconst S: &str = \"unsafe env!\";", 1000).is_ok());
+        assert!(
+            check(
+                b"// unsafe env include\nconst S: &str = \"unsafe env!\";",
+                1000
+            )
+            .is_ok()
+        );
     }
 }

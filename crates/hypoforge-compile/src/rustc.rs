@@ -47,10 +47,31 @@ impl Invocation<'_> {
         cmd.current_dir(dir.path())
             .env_clear()
             .env("TMPDIR", dir.path())
-            .args(["--edition", "2021", "--crate-type", "cdylib", "--crate-name", "hypothesis"])
+            .args([
+                "--edition",
+                "2021",
+                "--crate-type",
+                "cdylib",
+                "--crate-name",
+                "hypothesis",
+            ])
             .args(["--target", "wasm32-unknown-unknown", "--color", "never"])
-            .args(["-C", "opt-level=3", "-C", "panic=abort", "-C", "debuginfo=0"])
-            .args(["-C", "strip=symbols", "-C", "codegen-units=1", "-A", "warnings"])
+            .args([
+                "-C",
+                "opt-level=3",
+                "-C",
+                "panic=abort",
+                "-C",
+                "debuginfo=0",
+            ])
+            .args([
+                "-C",
+                "strip=symbols",
+                "-C",
+                "codegen-units=1",
+                "-A",
+                "warnings",
+            ])
             .arg("--extern")
             .arg(format!("hypoforge_sdk={}", self.sdk_rlib.display()))
             .arg("-L")
@@ -95,7 +116,12 @@ impl Invocation<'_> {
             });
         };
         if !status.success() {
-            return Err(rustc_failure(status, &diagnostics, self.limits, started.elapsed()));
+            return Err(rustc_failure(
+                status,
+                &diagnostics,
+                self.limits,
+                started.elapsed(),
+            ));
         }
         let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
         if len > MAX_WASM_BYTES {
@@ -104,7 +130,8 @@ impl Invocation<'_> {
                 message: format!("the module is {len} bytes; the limit is {MAX_WASM_BYTES}"),
             });
         }
-        std::fs::read(&out).map_err(|e| internal(format!("rustc succeeded but left no module: {e}")))
+        std::fs::read(&out)
+            .map_err(|e| internal(format!("rustc succeeded but left no module: {e}")))
     }
 }
 
@@ -190,8 +217,15 @@ fn rustc_failure(
         _ => None,
     }
     .or_else(|| {
-        let oom = ["memory allocation of", "out of memory", "Cannot allocate memory", "failed to allocate"];
-        oom.iter().any(|m| diagnostics.contains(m)).then_some("its memory limit")
+        let oom = [
+            "memory allocation of",
+            "out of memory",
+            "Cannot allocate memory",
+            "failed to allocate",
+        ];
+        oom.iter()
+            .any(|m| diagnostics.contains(m))
+            .then_some("its memory limit")
     });
     match resource {
         Some(what) => CompileError {

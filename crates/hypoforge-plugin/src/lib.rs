@@ -75,7 +75,10 @@ impl Default for PluginLimits {
 pub enum PluginError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-    #[error("the module has no `{}` section naming its kind and name", abi::META_SECTION)]
+    #[error(
+        "the module has no `{}` section naming its kind and name",
+        abi::META_SECTION
+    )]
     MissingMeta,
     #[error("the module's metadata is unreadable: {0}")]
     BadMeta(String),
@@ -107,8 +110,13 @@ impl Plugin {
     /// Check and compile `wasm`. The metadata must parse and the kind's exports must exist.
     pub fn load(sandbox: &Sandbox, wasm: &[u8]) -> Result<Plugin, PluginError> {
         let module = sandbox.load(wasm)?;
-        let meta_bytes = module.info().meta.as_deref().ok_or(PluginError::MissingMeta)?;
-        let meta = PluginMeta::parse(meta_bytes).map_err(|e| PluginError::BadMeta(e.to_string()))?;
+        let meta_bytes = module
+            .info()
+            .meta
+            .as_deref()
+            .ok_or(PluginError::MissingMeta)?;
+        let meta =
+            PluginMeta::parse(meta_bytes).map_err(|e| PluginError::BadMeta(e.to_string()))?;
         let required: &[&str] = match meta.kind {
             ComponentKind::Activation => &[exports::ACT_FORWARD, exports::ACT_DERIVATIVE],
             ComponentKind::Preprocessor => {
@@ -293,7 +301,8 @@ fn check_status(code: i32, what: &str) -> Result<(), SandboxError> {
 }
 
 fn len_i32(n: usize) -> Result<i32, SandboxError> {
-    i32::try_from(n).map_err(|_| SandboxError::BadAbi(format!("{n} elements is too many for one call")))
+    i32::try_from(n)
+        .map_err(|_| SandboxError::BadAbi(format!("{n} elements is too many for one call")))
 }
 
 /// An activation function instance: `f` and `f'` over buffers.
@@ -335,10 +344,10 @@ impl Activation {
         let input = self.guest.input(0, x)?;
         let output = self.guest.output(1, x.len())?;
         let fuel = self.budget.for_elements(x.len());
-        let code = self
-            .guest
-            .instance
-            .call_with_fuel(func, (input as i32, output as i32, n), fuel)?;
+        let code =
+            self.guest
+                .instance
+                .call_with_fuel(func, (input as i32, output as i32, n), fuel)?;
         check_status(code, what)?;
         self.guest.collect(output, y, what)
     }
@@ -366,14 +375,18 @@ impl std::fmt::Debug for Preprocessor {
 impl Preprocessor {
     /// Fit on a row-major `rows × cols` training matrix; returns the declared output width.
     pub fn fit(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<usize, SandboxError> {
-        assert_eq!(data.len(), rows * cols, "matrix size disagrees with its shape");
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "matrix size disagrees with its shape"
+        );
         let (r, c) = (len_i32(rows)?, len_i32(cols)?);
         let input = self.guest.input(0, data)?;
         let fuel = self.limits.fit.for_elements(data.len());
-        let code = self
-            .guest
-            .instance
-            .call_with_fuel(&self.fit.clone(), (input as i32, r, c), fuel)?;
+        let code =
+            self.guest
+                .instance
+                .call_with_fuel(&self.fit.clone(), (input as i32, r, c), fuel)?;
         check_status(code, "hf_pre_fit")?;
         let width = self.guest.instance.call(&self.width.clone(), ())?;
         let width = usize::try_from(width)
@@ -401,7 +414,11 @@ impl Preprocessor {
         cols: usize,
         out: &mut Vec<f32>,
     ) -> Result<(), SandboxError> {
-        assert_eq!(data.len(), rows * cols, "matrix size disagrees with its shape");
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "matrix size disagrees with its shape"
+        );
         let Some((fit_cols, width)) = self.fitted else {
             return Err(SandboxError::BadAbi("transform before fit".into()));
         };

@@ -152,7 +152,12 @@ pub struct Fitted<T> {
     output_width: usize,
 }
 
-pub fn preprocessor_fit<T: Preprocessor>(slot: &Slot<Fitted<T>>, data: i32, rows: i32, cols: i32) -> i32 {
+pub fn preprocessor_fit<T: Preprocessor>(
+    slot: &Slot<Fitted<T>>,
+    data: i32,
+    rows: i32,
+    cols: i32,
+) -> i32 {
     let Some((r, c, len)) = dims(rows, cols) else {
         return status::BAD_ARGUMENTS;
     };
@@ -198,13 +203,21 @@ pub fn preprocessor_transform<T: Preprocessor>(
     let input = buffer(data, len);
     let output = buffer_mut(out, out_len);
     let width = fitted.output_width.max(1);
-    for (row, out_row) in input.chunks_exact(c.max(1)).zip(output.chunks_exact_mut(width)) {
+    for (row, out_row) in input
+        .chunks_exact(c.max(1))
+        .zip(output.chunks_exact_mut(width))
+    {
         fitted.state.transform_row(row, out_row);
     }
     status::OK
 }
 
-pub fn regularizer_penalty(data: i32, rows: i32, cols: i32, penalty: impl Fn(Matrix<'_>) -> f32) -> f32 {
+pub fn regularizer_penalty(
+    data: i32,
+    rows: i32,
+    cols: i32,
+    penalty: impl Fn(Matrix<'_>) -> f32,
+) -> f32 {
     match dims(rows, cols).and_then(|(r, c, len)| Matrix::new(r, c, buffer(data, len))) {
         Some(w) => penalty(w),
         None => f32::NAN,

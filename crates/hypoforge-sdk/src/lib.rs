@@ -60,12 +60,12 @@ pub trait Preprocessor: Sized {
 pub mod prelude {
     pub use crate::math::*;
     pub use crate::stats;
-    pub use libm;
     pub use crate::{Dual, Matrix, Preprocessor, Real};
     pub use crate::{activation, preprocessor, regularizer};
     pub use alloc::boxed::Box;
     pub use alloc::vec;
     pub use alloc::vec::Vec;
+    pub use libm;
 }
 
 /// Export an activation function.
@@ -77,7 +77,10 @@ pub mod prelude {
 #[macro_export]
 macro_rules! activation {
     (name = $name:literal, f = $f:path $(,)?) => {
-        $crate::__export_activation!($name, "dual", |x: f32| $f(x), |x: f32| $f($crate::Dual::var(x)).d);
+        $crate::__export_activation!($name, "dual", |x: f32| $f(x), |x: f32| $f(
+            $crate::Dual::var(x)
+        )
+        .d);
     };
     (name = $name:literal, f = $f:path, df = $df:path $(,)?) => {
         $crate::__export_activation!($name, "author", |x: f32| $f(x), |x: f32| $df(x));
@@ -92,7 +95,8 @@ macro_rules! preprocessor {
         $crate::__export_common!("preprocessor", $name, "none");
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            static STATE: $crate::__abi::Slot<$crate::__abi::Fitted<$t>> = $crate::__abi::Slot::new();
+            static STATE: $crate::__abi::Slot<$crate::__abi::Fitted<$t>> =
+                $crate::__abi::Slot::new();
             #[unsafe(no_mangle)]
             pub extern "C" fn hf_pre_fit(data: i32, rows: i32, cols: i32) -> i32 {
                 $crate::__abi::preprocessor_fit::<$t>(&STATE, data, rows, cols)
@@ -160,12 +164,20 @@ macro_rules! __export_common {
             static ABI: [u8; 4] = $crate::__abi::ABI_SECTION;
 
             const META: &[&str] = &[
-                "kind=", $kind, "\nname=", $name, "\nderivative=", $derivative,
-                "\nsdk=", $crate::__abi::SDK_VERSION, "\n",
+                "kind=",
+                $kind,
+                "\nname=",
+                $name,
+                "\nderivative=",
+                $derivative,
+                "\nsdk=",
+                $crate::__abi::SDK_VERSION,
+                "\n",
             ];
             #[unsafe(link_section = "hypoforge.meta")]
             #[used]
-            static META_SECTION: [u8; $crate::__abi::concat_len(META)] = $crate::__abi::concat_bytes(META);
+            static META_SECTION: [u8; $crate::__abi::concat_len(META)] =
+                $crate::__abi::concat_bytes(META);
 
             #[unsafe(no_mangle)]
             pub extern "C" fn hf_alloc(bytes: i32) -> i32 {

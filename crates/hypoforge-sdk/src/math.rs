@@ -17,7 +17,10 @@ macro_rules! unary {
         }
     )*};
 }
-unary!(exp, exp_m1, ln, ln_1p, sqrt, sin, cos, tanh, sinh, cosh, atan, erf, abs, sigmoid, softplus, signum);
+unary!(
+    exp, exp_m1, ln, ln_1p, sqrt, sin, cos, tanh, sinh, cosh, atan, erf, abs, sigmoid, softplus,
+    signum
+);
 
 /// `x` raised to a constant power.
 #[inline]

@@ -348,7 +348,7 @@ macro_rules! assign_ops {
 }
 assign_ops!(AddAssign add_assign +, SubAssign sub_assign -, MulAssign mul_assign *, DivAssign div_assign /);
 
-const TWO_OVER_SQRT_PI: f32 = 1.128_379_2;
+use core::f32::consts::FRAC_2_SQRT_PI as TWO_OVER_SQRT_PI;
 
 impl Real for Dual {
     #[inline]

@@ -151,7 +151,9 @@ mod tests {
             PluginMeta::parse(b"kind=activation\nderivative=dual\nsdk=1\n"),
             Err(MetaError::Missing("name"))
         );
-        assert!(PluginMeta::parse(b"kind=activation\nname=Bad Name\nderivative=dual\nsdk=1\n").is_err());
+        assert!(
+            PluginMeta::parse(b"kind=activation\nname=Bad Name\nderivative=dual\nsdk=1\n").is_err()
+        );
         assert_eq!(PluginMeta::parse(&[0xff, 0xfe]), Err(MetaError::NotUtf8));
     }
 }

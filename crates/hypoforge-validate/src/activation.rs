@@ -12,14 +12,16 @@ const FD_MISMATCH_ALLOWANCE: f64 = 0.03;
 
 pub(crate) fn checks(ctx: &Context<'_>, run: &mut Run) {
     let probe = activation_probe();
-    let fresh = || -> Result<Activation, Failure> {
-        Ok(ctx.plugin.activation(ctx.sandbox, ctx.limits)?)
-    };
+    let fresh =
+        || -> Result<Activation, Failure> { Ok(ctx.plugin.activation(ctx.sandbox, ctx.limits)?) };
     run.check("forward_finite", || {
         let y = eval(&mut fresh()?, &probe, false)?;
         match first_non_finite("f", &probe, &y) {
             Some(bad) => Err(Failure::Wrong(bad)),
-            None => Ok(format!("{} inputs including 0, ±1e-6, ±1, ±10, ±1e4", probe.len())),
+            None => Ok(format!(
+                "{} inputs including 0, ±1e-6, ±1, ±10, ±1e4",
+                probe.len()
+            )),
         }
     });
     run.check("derivative_finite", || {
@@ -44,9 +46,14 @@ pub(crate) fn checks(ctx: &Context<'_>, run: &mut Run) {
         let again = (eval(&mut a, &probe, false)?, eval(&mut a, &probe, true)?);
         let mut b = fresh()?;
         let fresh_run = (eval(&mut b, &probe, false)?, eval(&mut b, &probe, true)?);
-        for (what, other) in [("a repeated call", &again), ("a fresh instance", &fresh_run)] {
+        for (what, other) in [
+            ("a repeated call", &again),
+            ("a fresh instance", &fresh_run),
+        ] {
             if !same_bits(&first.0, &other.0) || !same_bits(&first.1, &other.1) {
-                return Err(Failure::Wrong(format!("{what} gave different bits for the same inputs")));
+                return Err(Failure::Wrong(format!(
+                    "{what} gave different bits for the same inputs"
+                )));
             }
         }
         Ok("same bits on repeat and in a fresh instance".into())
@@ -68,9 +75,11 @@ pub(crate) fn checks(ctx: &Context<'_>, run: &mut Run) {
         }
         Ok("each output depends only on its own input".into())
     });
-    run.check("derivative_matches_finite_differences", || match ctx.derivative_source() {
-        DerivativeSource::Author => finite_differences(&mut fresh()?),
-        _ => Ok("exact: derived by dual numbers".into()),
+    run.check("derivative_matches_finite_differences", || {
+        match ctx.derivative_source() {
+            DerivativeSource::Author => finite_differences(&mut fresh()?),
+            _ => Ok("exact: derived by dual numbers".into()),
+        }
     });
 }
 
@@ -88,7 +97,13 @@ fn eval(act: &mut Activation, x: &[f32], derivative: bool) -> Result<Vec<f32>, F
 fn finite_differences(act: &mut Activation) -> CheckResult {
     let mut rng = Rng::new(0x5eed_0002);
     let xs: Vec<f32> = (0..320)
-        .map(|i| if i < 256 { rng.range(-6.0, 6.0) } else { rng.range(-30.0, 30.0) })
+        .map(|i| {
+            if i < 256 {
+                rng.range(-6.0, 6.0)
+            } else {
+                rng.range(-30.0, 30.0)
+            }
+        })
         .collect();
     let plus: Vec<f32> = xs.iter().map(|&x| x + 1e-2 * x.abs().max(1.0)).collect();
     let minus: Vec<f32> = xs.iter().map(|&x| x - 1e-2 * x.abs().max(1.0)).collect();
@@ -100,10 +115,11 @@ fn finite_differences(act: &mut Activation) -> CheckResult {
         let step = f64::from(plus[i]) - f64::from(minus[i]);
         let fd = (f64::from(fp[i]) - f64::from(fm[i])) / step;
         let analytic = f64::from(d[i]);
-        let rounding = 4.0 * f64::from(f32::EPSILON) * f64::from(fp[i].abs().max(fm[i].abs())) / step;
+        let rounding =
+            4.0 * f64::from(f32::EPSILON) * f64::from(fp[i].abs().max(fm[i].abs())) / step;
         let tolerance = 1e-2 * analytic.abs().max(fd.abs()).max(1.0) + rounding;
         let err = (fd - analytic).abs();
-        if !(err <= tolerance) {
+        if err.is_nan() || err > tolerance {
             mismatches += 1;
             if worst.is_none_or(|(w, _, _)| err > w) {
                 worst = Some((err, i, fd));

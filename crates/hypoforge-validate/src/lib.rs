@@ -6,7 +6,9 @@
 
 use hypoforge_plugin::{Plugin, PluginError, PluginLimits};
 use hypoforge_sandbox::{Sandbox, SandboxError};
-use hypoforge_spec::{CheckRecord, ComponentKind, DerivativeSource, ErrorClass, ErrorRecord, PluginMeta};
+use hypoforge_spec::{
+    CheckRecord, ComponentKind, DerivativeSource, ErrorClass, ErrorRecord, PluginMeta,
+};
 
 mod activation;
 mod preprocessor;
@@ -172,10 +174,13 @@ impl Run {
 
 /// The first index where `values` is not finite, as a message naming the input.
 fn first_non_finite(what: &str, inputs: &[f32], values: &[f32]) -> Option<String> {
-    values
-        .iter()
-        .position(|v| !v.is_finite())
-        .map(|i| format!("{what}({}) = {}", fmt_input(inputs.get(i).copied()), values[i]))
+    values.iter().position(|v| !v.is_finite()).map(|i| {
+        format!(
+            "{what}({}) = {}",
+            fmt_input(inputs.get(i).copied()),
+            values[i]
+        )
+    })
 }
 
 fn fmt_input(x: Option<f32>) -> String {

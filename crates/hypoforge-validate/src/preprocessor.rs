@@ -22,11 +22,16 @@ pub(crate) fn checks(ctx: &Context<'_>, run: &mut Run) {
 
     run.check("fit", || {
         let (_, width) = fitted()?;
-        Ok(format!("fitted on {TRAIN_ROWS}×{COLS}; output width {width}"))
+        Ok(format!(
+            "fitted on {TRAIN_ROWS}×{COLS}; output width {width}"
+        ))
     });
     run.check("transform_finite", || {
         let (mut p, width) = fitted()?;
-        for (name, data, rows) in [("train", &train, TRAIN_ROWS), ("validation", &valid, VALID_ROWS)] {
+        for (name, data, rows) in [
+            ("train", &train, TRAIN_ROWS),
+            ("validation", &valid, VALID_ROWS),
+        ] {
             let out = transform(&mut p, data, rows)?;
             if let Some(i) = out.iter().position(|v| !v.is_finite()) {
                 return Err(Failure::Wrong(format!(
@@ -45,7 +50,9 @@ pub(crate) fn checks(ctx: &Context<'_>, run: &mut Run) {
         p.fit(&constant, 50, COLS)?;
         let out = transform(&mut p, &constant, 50)?;
         match out.iter().find(|v| !v.is_finite()) {
-            Some(v) => Err(Failure::Wrong(format!("a matrix of constant columns maps to {v}"))),
+            Some(v) => Err(Failure::Wrong(format!(
+                "a matrix of constant columns maps to {v}"
+            ))),
             None => Ok("every column constant: outputs finite".into()),
         }
     });
@@ -54,16 +61,26 @@ pub(crate) fn checks(ctx: &Context<'_>, run: &mut Run) {
         for rows in [1, VALID_ROWS, TRAIN_ROWS] {
             let out = transform(&mut p, &train[..rows * COLS], rows)?;
             if out.len() != rows * width {
-                return Err(Failure::Wrong(format!("{rows} rows gave {} values", out.len())));
+                return Err(Failure::Wrong(format!(
+                    "{rows} rows gave {} values",
+                    out.len()
+                )));
             }
         }
-        Ok(format!("rows preserved: n×{COLS} → n×{width} for n in 1, {VALID_ROWS}, {TRAIN_ROWS}"))
+        Ok(format!(
+            "rows preserved: n×{COLS} → n×{width} for n in 1, {VALID_ROWS}, {TRAIN_ROWS}"
+        ))
     });
     run.check("deterministic", || {
         let (mut a, _) = fitted()?;
         let (mut b, _) = fitted()?;
-        if !same_bits(&transform(&mut a, &valid, VALID_ROWS)?, &transform(&mut b, &valid, VALID_ROWS)?) {
-            return Err(Failure::Wrong("two fits on the same data transform differently".into()));
+        if !same_bits(
+            &transform(&mut a, &valid, VALID_ROWS)?,
+            &transform(&mut b, &valid, VALID_ROWS)?,
+        ) {
+            return Err(Failure::Wrong(
+                "two fits on the same data transform differently".into(),
+            ));
         }
         Ok("same bits from two independent fits".into())
     });

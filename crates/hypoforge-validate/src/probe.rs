@@ -68,11 +68,22 @@ pub const PREPROCESSOR_COLS: usize = 6;
 pub fn weight_matrices() -> Vec<(usize, usize, Vec<f32>)> {
     let mut rng = Rng::new(0x5eed_0003);
     let mut random = |rows: usize, cols: usize, scale: f64| {
-        let w: Vec<f32> = (0..rows * cols).map(|_| (rng.normal() * scale) as f32).collect();
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|_| (rng.normal() * scale) as f32)
+            .collect();
         (rows, cols, w)
     };
-    let mut mats = vec![random(1, 1, 1.0), random(8, 4, 0.1), random(64, 64, 0.2), random(16, 3, 1.0)];
+    let mut mats = vec![
+        random(1, 1, 1.0),
+        random(8, 4, 0.1),
+        random(64, 64, 0.2),
+        random(16, 3, 1.0),
+    ];
     mats.push((4, 4, vec![0.0; 16]));
-    mats.push((2, 5, vec![1e-6, -1e-6, 10.0, -10.0, 0.0, 1.0, -1.0, 1e3, -1e3, 0.5]));
+    mats.push((
+        2,
+        5,
+        vec![1e-6, -1e-6, 10.0, -10.0, 0.0, 1.0, -1.0, 1e3, -1e3, 0.5],
+    ));
     mats
 }
