@@ -16,7 +16,7 @@ impl Preprocessor for PcaWhitening {
         let (mean, cov) = stats::covariance(train);
         let (values, mut components) = stats::symmetric_eigen(&cov, d);
         for (component, &lambda) in components.chunks_exact_mut(d.max(1)).zip(&values) {
-            let scale = 1.0 / f64::from(sqrt((lambda.max(0.0) + EPS) as f32));
+            let scale = 1.0 / libm::sqrt(lambda.max(0.0) + EPS);
             for v in component {
                 *v *= scale;
             }

@@ -18,7 +18,7 @@ impl Preprocessor for Standardize {
                     .map(|v| (f64::from(v) - mean) * (f64::from(v) - mean))
                     .sum::<f64>()
                     / n;
-                let std = f64::from(sqrt(var as f32));
+                let std = libm::sqrt(var);
                 (mean, if std > MIN_STD { std } else { 1.0 })
             })
             .collect();

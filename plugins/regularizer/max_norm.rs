@@ -7,7 +7,7 @@ const MAX_NORM: f64 = 3.0;
 /// How far a row's Euclidean norm exceeds `MAX_NORM` (0 when it does not), and the norm.
 fn excess(row: &[f32]) -> (f64, f64) {
     let sq: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-    let norm = f64::from(sqrt(sq as f32));
+    let norm = libm::sqrt(sq);
     ((norm - MAX_NORM).max(0.0), norm)
 }
 

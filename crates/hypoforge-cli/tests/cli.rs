@@ -1,0 +1,496 @@
+//! The `hypoforge` binary end to end: exit codes, JSON Lines output, and usage errors.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workspace root (this crate lives in `<root>/crates/hypoforge-cli`).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn plugins() -> PathBuf {
+    root().join("plugins")
+}
+
+/// Run `hypoforge` with `args`, a private cache and no inherited cache settings.
+fn hypoforge(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hypoforge"))
+        .args(args)
+        .env_remove("HYPOFORGE_CACHE_DIR")
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("the hypoforge binary runs")
+}
+
+/// `hypoforge validate --cache-dir <cache> <args...>`.
+fn validate(args: &[&str], cache: &Path) -> Output {
+    let cache_dir = cache.to_str().expect("a UTF-8 temporary path");
+    let mut all = vec!["validate", "--cache-dir", cache_dir];
+    all.extend_from_slice(args);
+    hypoforge(&all, cache)
+}
+
+fn code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .expect("hypoforge exits normally, not by a signal")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Parse JSON Lines: one object per non-empty line.
+fn json_lines(out: &Output) -> Vec<Value> {
+    let text = stdout(out);
+    assert!(
+        text.ends_with('\n'),
+        "JSON Lines end with a newline: {text:?}"
+    );
+    text.lines()
+        .map(|line| {
+            let v: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(v.is_object(), "each line is an object: {line}");
+            v
+        })
+        .collect()
+}
+
+const KEYS: [&str; 9] = [
+    "file",
+    "kind",
+    "name",
+    "hash",
+    "valid",
+    "checks",
+    "error",
+    "compile_ms",
+    "validate_ms",
+];
+
+fn assert_shape(line: &Value) {
+    let keys: BTreeSet<&str> = line
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, KEYS.into_iter().collect::<BTreeSet<_>>(), "{line}");
+    assert!(
+        line["file"].is_string() && line["name"].is_string() && line["valid"].is_boolean(),
+        "{line}"
+    );
+    assert!(line["kind"].is_string() || line["kind"].is_null(), "{line}");
+    assert!(
+        line["compile_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{line}"
+    );
+    assert!(
+        line["validate_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{line}"
+    );
+    let hash = line["hash"].as_str().expect("a string hash");
+    assert!(
+        hash.is_empty() || (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{line}"
+    );
+    for check in line["checks"].as_array().expect("checks is an array") {
+        let keys: BTreeSet<&str> = check
+            .as_object()
+            .expect("a check object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            ["detail", "name", "passed"].into_iter().collect(),
+            "{check}"
+        );
+        assert!(
+            check["name"].is_string()
+                && check["passed"].is_boolean()
+                && check["detail"].is_string(),
+            "{check}"
+        );
+    }
+}
+
+fn line_for<'a>(lines: &'a [Value], file_name: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["file"].as_str().is_some_and(|f| f.ends_with(file_name)))
+        .unwrap_or_else(|| panic!("no line for {file_name}: {lines:?}"))
+}
+
+#[test]
+fn validate_json_on_the_baseline_plugins_succeeds() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let dir = plugins();
+    let out = validate(
+        &["--json", dir.to_str().expect("a UTF-8 path")],
+        cache.path(),
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let lines = json_lines(&out);
+    let mut expected = 0;
+    for kind in ["activation", "preprocessor", "regularizer"] {
+        for entry in std::fs::read_dir(dir.join(kind)).expect("a plugin directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            expected += 1;
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .expect("a file name");
+            let line = line_for(&lines, &format!("{kind}/{stem}.rs"));
+            assert_shape(line);
+            assert_eq!(line["valid"], true, "{line}");
+            assert_eq!(line["error"], Value::Null, "{line}");
+            assert_eq!(line["kind"], kind, "{line}");
+            assert_eq!(line["name"], stem, "{line}");
+            let checks = line["checks"].as_array().expect("checks");
+            assert!(checks.len() > 1, "{line}");
+            assert!(checks.iter().all(|c| c["passed"] == true), "{line}");
+            let source = std::fs::read(&path).expect("the plugin source");
+            assert_eq!(line["hash"], sha256_hex(&source), "{line}");
+        }
+    }
+    assert_eq!(lines.len(), expected, "one line per plugin");
+    assert!(
+        stderr(&out).trim().is_empty(),
+        "nothing on stderr with --json: {}",
+        stderr(&out)
+    );
+}
+
+/// SHA-256 in hex, computed with `sha256sum` so the test does not trust the code under test.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("write to sha256sum");
+    let out = child.wait_with_output().expect("sha256sum finishes");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+const NAN_ACTIVATION: &str = "use hypoforge_sdk::prelude::*;\nfn f<R: Real>(x: R) -> R { (x - x) / (x - x) }\nactivation!(name = \"nan\", f = f);\n";
+
+#[test]
+fn one_invalid_file_makes_the_exit_status_1() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::copy(
+        plugins().join("activation/relu.rs"),
+        dir.path().join("relu.rs"),
+    )
+    .expect("copy a plugin");
+    std::fs::write(dir.path().join("nan.rs"), NAN_ACTIVATION).expect("write a hypothesis");
+    let started = Instant::now();
+    let out = validate(
+        &["--json", dir.path().to_str().expect("a UTF-8 path")],
+        cache.path(),
+    );
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert_eq!(
+        code(&out),
+        1,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_shape(line);
+    }
+    assert_eq!(line_for(&lines, "relu.rs")["valid"], true);
+    let bad = line_for(&lines, "nan.rs");
+    assert_eq!(bad["valid"], false, "{bad}");
+    let error = bad["error"].as_object().expect("an error object");
+    let keys: BTreeSet<&str> = error.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["class", "message"].into_iter().collect(), "{bad}");
+    assert_eq!(error["class"], "invalid_behaviour", "{bad}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("forward_finite: ")),
+        "{bad}"
+    );
+    assert_eq!(bad["name"], "nan");
+    assert_eq!(bad["kind"], "activation");
+}
+
+#[test]
+fn refusals_before_validation_are_reported_per_file() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(
+        dir.path().join("policy.rs"),
+        "const K: &str = env!(\"HOME\");\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("syntax.rs"), "fn broken( {}\n").expect("write");
+    std::os::unix::fs::symlink(
+        dir.path().join("missing-target"),
+        dir.path().join("dangling.rs"),
+    )
+    .expect("symlink");
+    let out = validate(
+        &["--json", dir.path().to_str().expect("a UTF-8 path")],
+        cache.path(),
+    );
+    assert_eq!(
+        code(&out),
+        1,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (file, class) in [
+        ("policy.rs", "policy"),
+        ("syntax.rs", "compile"),
+        ("dangling.rs", "io"),
+    ] {
+        let line = line_for(&lines, file);
+        assert_shape(line);
+        assert_eq!(line["valid"], false, "{line}");
+        assert_eq!(line["error"]["class"], class, "{line}");
+        assert!(
+            line["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{line}"
+        );
+        assert_eq!(line["kind"], Value::Null, "{line}");
+    }
+    let syntax = line_for(&lines, "syntax.rs");
+    assert!(
+        syntax["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("hypothesis.rs:1")),
+        "{syntax}"
+    );
+}
+
+#[test]
+fn kind_mismatch_is_reported() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let relu = plugins().join("activation/relu.rs");
+    let out = validate(
+        &[
+            "--json",
+            "--kind",
+            "regularizer",
+            relu.to_str().expect("a UTF-8 path"),
+        ],
+        cache.path(),
+    );
+    assert_eq!(code(&out), 1, "stderr:\n{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_shape(&lines[0]);
+    assert_eq!(lines[0]["error"]["class"], "kind_mismatch", "{}", lines[0]);
+}
+
+#[test]
+fn table_output_summarises_and_marks_cache_hits() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let relu = plugins().join("activation/relu.rs");
+    let relu = relu.to_str().expect("a UTF-8 path");
+    let first = validate(&[relu], cache.path());
+    assert_eq!(code(&first), 0, "stderr:\n{}", stderr(&first));
+    let text = stdout(&first);
+    assert!(text.starts_with("valid "), "{text}");
+    assert!(
+        text.contains("relu") && text.contains("1 valid, 0 invalid, 1 files"),
+        "{text}"
+    );
+    assert!(!text.contains("(cached)"), "{text}");
+    let second = validate(&[relu], cache.path());
+    assert_eq!(code(&second), 0);
+    assert!(stdout(&second).contains("(cached)"), "{}", stdout(&second));
+    // --no-cache neither reads nor writes the cache.
+    let third = validate(&["--no-cache", relu], cache.path());
+    assert_eq!(code(&third), 0);
+    assert!(!stdout(&third).contains("(cached)"), "{}", stdout(&third));
+}
+
+#[test]
+fn table_output_explains_failures() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("nan.rs");
+    std::fs::write(&file, NAN_ACTIVATION).expect("write a hypothesis");
+    let out = validate(&[file.to_str().expect("a UTF-8 path")], cache.path());
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    assert!(text.starts_with("INVALID "), "{text}");
+    assert!(text.contains("[invalid_behaviour]"), "{text}");
+    assert!(text.contains("check forward_finite failed"), "{text}");
+    assert!(text.contains("0 valid, 1 invalid, 1 files"), "{text}");
+}
+
+/// A usage error: exit status 2 and an explanation on stderr.
+fn expect_usage_error(out: &Output, needle: &str) {
+    assert_eq!(
+        code(out),
+        2,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    let err = stderr(out);
+    assert!(
+        err.contains(needle),
+        "stderr should mention {needle:?}: {err}"
+    );
+    assert!(
+        stdout(out).trim().is_empty(),
+        "nothing on stdout: {}",
+        stdout(out)
+    );
+}
+
+#[test]
+fn no_arguments_is_a_usage_error() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    expect_usage_error(&hypoforge(&[], cache.path()), "Usage");
+}
+
+#[test]
+fn validate_without_files_is_a_usage_error() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    expect_usage_error(&validate(&[], cache.path()), "<FILE>");
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    expect_usage_error(&hypoforge(&["evolve"], cache.path()), "evolve");
+}
+
+#[test]
+fn unknown_kind_is_a_usage_error() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let relu = plugins().join("activation/relu.rs");
+    let out = validate(
+        &["--kind", "neuron", relu.to_str().expect("a UTF-8 path")],
+        cache.path(),
+    );
+    expect_usage_error(&out, "neuron");
+    assert!(
+        stderr(&out).contains("activation, preprocessor or regularizer"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn nonexistent_path_is_a_usage_error() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let missing = cache.path().join("no-such-hypothesis.rs");
+    let out = validate(&[missing.to_str().expect("a UTF-8 path")], cache.path());
+    expect_usage_error(&out, "no-such-hypothesis.rs");
+}
+
+#[test]
+fn directory_without_hypotheses_is_a_usage_error() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let empty = tempfile::tempdir().expect("a temporary directory");
+    let out = validate(
+        &[empty.path().to_str().expect("a UTF-8 path")],
+        cache.path(),
+    );
+    expect_usage_error(&out, "no .rs files");
+}
+
+#[test]
+fn non_positive_compile_timeout_is_a_usage_error() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let relu = plugins().join("activation/relu.rs");
+    for timeout in ["0", "-1", "NaN", "inf"] {
+        let flag = format!("--compile-timeout={timeout}");
+        let out = validate(&[&flag, relu.to_str().expect("a UTF-8 path")], cache.path());
+        expect_usage_error(&out, "compile-timeout");
+    }
+}
+
+#[test]
+fn help_explains_the_exit_codes() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let out = hypoforge(&["validate", "--help"], cache.path());
+    assert_eq!(code(&out), 0);
+    let help = stdout(&out);
+    assert!(
+        help.contains(
+            "Exit status: 0 when every file is valid, 1 when any is invalid, 2 on a usage error"
+        ),
+        "{help}"
+    );
+    for option in [
+        "--json",
+        "--kind",
+        "--cache-dir",
+        "--no-cache",
+        "--compile-timeout",
+    ] {
+        assert!(
+            help.contains(option),
+            "help should document {option}: {help}"
+        );
+    }
+}
+
+#[test]
+fn top_level_help_lists_validate() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let out = hypoforge(&["--help"], cache.path());
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("validate"), "{}", stdout(&out));
+}
+
+/// The examples in `validate --help` are reflowed by clap into one line
+/// ("Examples: hypoforge validate plugins/ hypoforge validate --kind ...").
+#[test]
+#[ignore = "CLI bug (cosmetic): `validate --help` reflows its two examples into a single line"]
+fn help_shows_each_example_on_its_own_line() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let help = stdout(&hypoforge(&["validate", "--help"], cache.path()));
+    assert!(
+        help.lines()
+            .any(|l| l.trim() == "hypoforge validate plugins/"),
+        "{help}"
+    );
+}
