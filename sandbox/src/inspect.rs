@@ -5,6 +5,14 @@ use wasmparser::{Parser, Payload};
 
 use crate::SandboxError;
 
+/// Largest module accepted (plugins built by the SDK are tens of kilobytes).
+pub const MAX_MODULE_BYTES: usize = 8 << 20;
+/// Largest function body accepted: compile time grows faster than linearly with a function's
+/// size, and a bound here is what keeps loading a module within seconds.
+pub const MAX_FUNCTION_BYTES: usize = 128 << 10;
+/// Largest total of function bodies accepted.
+pub const MAX_CODE_BYTES: usize = 1 << 20;
+
 /// What a module declares: imports, exports and the custom sections a plugin carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModuleInfo {
@@ -26,7 +34,14 @@ pub fn inspect(wasm: &[u8]) -> Result<ModuleInfo, SandboxError> {
             "not a core WebAssembly module (bad magic or version)".into(),
         ));
     }
+    if wasm.len() > MAX_MODULE_BYTES {
+        return Err(SandboxError::InvalidModule(format!(
+            "the module is {} bytes; the limit is {MAX_MODULE_BYTES}",
+            wasm.len()
+        )));
+    }
     let mut info = ModuleInfo::default();
+    let mut code_bytes = 0usize;
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.map_err(invalid)? {
             Payload::ImportSection(reader) => {
@@ -39,6 +54,17 @@ pub fn inspect(wasm: &[u8]) -> Result<ModuleInfo, SandboxError> {
             Payload::ExportSection(reader) => {
                 for export in reader {
                     info.exports.push(export.map_err(invalid)?.name.to_owned());
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let size = body.range().len();
+                code_bytes += size;
+                if size > MAX_FUNCTION_BYTES || code_bytes > MAX_CODE_BYTES {
+                    return Err(SandboxError::InvalidModule(format!(
+                        "the module's code is too large to compile promptly (a {size}-byte function, \
+                         {code_bytes} bytes of code so far; limits {MAX_FUNCTION_BYTES} per function, \
+                         {MAX_CODE_BYTES} in all)"
+                    )));
                 }
             }
             Payload::CustomSection(section) if section.name() == abi::ABI_SECTION => {

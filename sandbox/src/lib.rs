@@ -12,7 +12,7 @@
 //! the panic report) but nothing about what a plugin computes.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hypoforge_spec::ErrorClass;
 use hypoforge_spec::abi::{self, exports};
@@ -23,8 +23,11 @@ use wasmtime::{
 
 mod inspect;
 
-pub use inspect::{ModuleInfo, inspect};
+pub use inspect::{MAX_CODE_BYTES, MAX_FUNCTION_BYTES, MAX_MODULE_BYTES, ModuleInfo, inspect};
 pub use wasmtime::{TypedFunc, WasmParams, WasmResults};
+
+/// Largest table a module may have (Rust plugins need a few dozen entries).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// How often the shared epoch ticker advances the engine's epoch.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -38,6 +41,9 @@ pub struct Limits {
     pub fuel_per_call: u64,
     /// Wall-clock backstop per call.
     pub deadline: Duration,
+    /// An absolute end for the instance: once it passes, every call fails with a deadline.
+    /// Bounds the total time of a sequence of calls (a whole validation, say).
+    pub expires_at: Option<Instant>,
 }
 
 impl Default for Limits {
@@ -46,6 +52,7 @@ impl Default for Limits {
             memory_bytes: 256 << 20,
             fuel_per_call: 2_000_000_000,
             deadline: Duration::from_secs(5),
+            expires_at: None,
         }
     }
 }
@@ -70,6 +77,10 @@ pub enum SandboxError {
     OutOfFuel { budget: u64 },
     #[error("the plugin ran past its {}ms deadline", deadline.as_millis())]
     Deadline { deadline: Duration },
+    #[error("the plugin used up the time budget of the whole run it is part of")]
+    Expired,
+    #[error("the module asked for a table beyond the {limit}-element cap")]
+    TableLimit { limit: usize },
     #[error("the plugin asked for more than its {} MiB memory cap{}", limit >> 20, panic_suffix(.message))]
     MemoryLimit {
         limit: usize,
@@ -105,8 +116,10 @@ impl SandboxError {
                 ErrorClass::AbiVersion
             }
             SandboxError::OutOfFuel { .. } => ErrorClass::OutOfFuel,
-            SandboxError::Deadline { .. } => ErrorClass::Deadline,
-            SandboxError::MemoryLimit { .. } => ErrorClass::MemoryLimit,
+            SandboxError::Deadline { .. } | SandboxError::Expired => ErrorClass::Deadline,
+            SandboxError::MemoryLimit { .. } | SandboxError::TableLimit { .. } => {
+                ErrorClass::MemoryLimit
+            }
             SandboxError::StackOverflow => ErrorClass::StackOverflow,
             SandboxError::Panic { .. } => ErrorClass::Panic,
             SandboxError::Trap(_) => ErrorClass::Trap,
@@ -192,17 +205,18 @@ impl Sandbox {
                 .memory_size(limits.memory_bytes)
                 .memories(1)
                 .tables(4)
-                .table_elements(100_000)
+                .table_elements(MAX_TABLE_ELEMENTS)
                 .instances(1)
                 .build(),
             memory_cap: limits.memory_bytes,
             memory_denied: false,
+            table_denied: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        arm(&mut store, limits.fuel_per_call, limits.deadline)?;
+        let deadline = arm(&mut store, limits.fuel_per_call, &limits)?;
         let instance = wasmtime::Instance::new(&mut store, &module.module, &[])
-            .map_err(|e| classify(&mut store, e, limits.fuel_per_call, limits.deadline, None))?;
+            .map_err(|e| classify(&mut store, e, limits.fuel_per_call, deadline, None))?;
         let memory = instance
             .get_memory(&mut store, exports::MEMORY)
             .ok_or_else(|| SandboxError::MissingExport {
@@ -241,6 +255,8 @@ struct HostState {
     memory_cap: usize,
     /// Set when the module asked for memory beyond its cap during the current call.
     memory_denied: bool,
+    /// Set when the module asked for a table beyond its cap.
+    table_denied: bool,
 }
 
 impl ResourceLimiter for HostState {
@@ -263,7 +279,11 @@ impl ResourceLimiter for HostState {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
+        let allowed = self.limits.table_growing(current, desired, maximum)?;
+        if !allowed {
+            self.table_denied = true;
+        }
+        Ok(allowed)
     }
 
     fn instances(&self) -> usize {
@@ -277,7 +297,19 @@ impl ResourceLimiter for HostState {
     }
 }
 
-fn arm(store: &mut Store<HostState>, fuel: u64, deadline: Duration) -> Result<(), SandboxError> {
+/// Give the next call its fuel and deadline; returns the deadline in force (the per-call one,
+/// or less when the instance expires sooner).
+fn arm(store: &mut Store<HostState>, fuel: u64, limits: &Limits) -> Result<Duration, SandboxError> {
+    let deadline = match limits.expires_at {
+        Some(end) => {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SandboxError::Expired);
+            }
+            limits.deadline.min(left)
+        }
+        None => limits.deadline,
+    };
     store
         .set_fuel(fuel)
         .map_err(|e| SandboxError::Internal(format!("{e:#}")))?;
@@ -285,7 +317,7 @@ fn arm(store: &mut Store<HostState>, fuel: u64, deadline: Duration) -> Result<()
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
     store.data_mut().memory_denied = false;
-    Ok(())
+    Ok(deadline)
 }
 
 fn classify(
@@ -295,6 +327,11 @@ fn classify(
     deadline: Duration,
     panic_message: Option<String>,
 ) -> SandboxError {
+    if store.data().table_denied {
+        return SandboxError::TableLimit {
+            limit: MAX_TABLE_ELEMENTS,
+        };
+    }
     if store.data().memory_denied {
         return SandboxError::MemoryLimit {
             limit: store.data().memory_cap,
@@ -366,8 +403,7 @@ impl Instance {
         params: P,
         fuel: u64,
     ) -> Result<R, SandboxError> {
-        let deadline = self.limits.deadline;
-        arm(&mut self.store, fuel, deadline)?;
+        let deadline = arm(&mut self.store, fuel, &self.limits)?;
         match func.call(&mut self.store, params) {
             Ok(r) => Ok(r),
             Err(e) => {
@@ -375,7 +411,13 @@ impl Instance {
                 let memory_denied = self.store.data().memory_denied;
                 let message = self.panic_report();
                 self.store.data_mut().memory_denied = memory_denied;
-                Err(classify(&mut self.store, e, fuel, deadline, message))
+                match classify(&mut self.store, e, fuel, deadline, message) {
+                    // A deadline cut short by the instance's expiry is the overall budget's doing.
+                    SandboxError::Deadline { .. } if deadline < self.limits.deadline => {
+                        Err(SandboxError::Expired)
+                    }
+                    other => Err(other),
+                }
             }
         }
     }
@@ -388,7 +430,12 @@ impl Instance {
     /// The message the guest's panic handler left, if it left one.
     fn panic_report(&mut self) -> Option<String> {
         let func = self.panic_message.clone()?;
-        arm(&mut self.store, 1_000_000, Duration::from_secs(1)).ok()?;
+        let report_limits = Limits {
+            deadline: Duration::from_secs(1),
+            expires_at: None,
+            ..self.limits
+        };
+        arm(&mut self.store, 1_000_000, &report_limits).ok()?;
         let at = func.call(&mut self.store, ()).ok()?;
         let mut len = [0u8; 4];
         self.read_bytes(at as u32, &mut len).ok()?;

@@ -12,7 +12,13 @@ mod validate;
 /// a data preprocessor or a regularizer). hypoforge compiles each into a sandboxed WebAssembly
 /// plugin, checks it, and evaluates it against baseline components.
 #[derive(Debug, Parser)]
-#[command(name = "hypoforge", version, propagate_version = true)]
+#[command(
+    name = "hypoforge",
+    version,
+    propagate_version = true,
+    after_help = "Exit status: 0 on success, 1 when a hypothesis is rejected, 2 on a usage error.\n\
+                  Run `hypoforge help <command>` for a command's options and examples."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

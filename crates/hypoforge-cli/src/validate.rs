@@ -22,11 +22,10 @@ use serde::Serialize;
 /// finite differences, and so on. Directories are searched for .rs files.
 ///
 /// Exit status: 0 when every file is valid, 1 when any is invalid, 2 on a usage error.
-///
-/// Examples:
-///   hypoforge validate plugins/
-///   hypoforge validate --kind activation my_act.rs --json
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    hypoforge validate plugins/\n  \
+    hypoforge validate --kind activation my_act.rs --json")]
 pub struct Args {
     /// Hypothesis files (.rs) or directories to search for them.
     #[arg(required = true, value_name = "FILE")]

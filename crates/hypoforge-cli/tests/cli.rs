@@ -484,7 +484,6 @@ fn top_level_help_lists_validate() {
 /// The examples in `validate --help` are reflowed by clap into one line
 /// ("Examples: hypoforge validate plugins/ hypoforge validate --kind ...").
 #[test]
-#[ignore = "CLI bug (cosmetic): `validate --help` reflows its two examples into a single line"]
 fn help_shows_each_example_on_its_own_line() {
     let cache = tempfile::tempdir().expect("a temporary directory");
     let help = stdout(&hypoforge(&["validate", "--help"], cache.path()));

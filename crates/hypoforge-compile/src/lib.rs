@@ -175,12 +175,23 @@ impl Compiler {
         if let Ok(wasm) = std::fs::read(dir.join(format!("{key}.wasm"))) {
             return Some(Ok(wasm));
         }
-        let failure = std::fs::read(dir.join(format!("{key}.error.json"))).ok()?;
+        let failure = std::fs::read(dir.join(self.failure_file(key))).ok()?;
         let record: ErrorRecord = serde_json::from_slice(&failure).ok()?;
         Some(Err(CompileError {
             class: record.class,
             message: record.message,
         }))
+    }
+
+    /// A failure is only known to hold under the limits it was seen with.
+    fn failure_file(&self, key: &str) -> String {
+        let limits = format!(
+            "{}:{}",
+            self.limits.rustc_timeout.as_millis(),
+            self.limits.rustc_memory_bytes
+        );
+        let tag = hex::encode(&Sha256::digest(limits)[..6]);
+        format!("{key}.{tag}.error.json")
     }
 
     /// Store successes and rustc's verdicts; resource-limit failures depend on the limits
@@ -194,7 +205,7 @@ impl Compiler {
                 let Ok(json) = serde_json::to_vec(&record) else {
                     return;
                 };
-                (format!("{key}.error.json"), json)
+                (self.failure_file(key), json)
             }
             Err(_) => return,
         };

@@ -55,8 +55,9 @@ const FORBIDDEN_ATTRIBUTES: &[&str] = &[
 
 /// Crate-level attributes that are harmless (hypoforge sets `no_std` itself); they are blanked
 /// out, keeping line and column numbers. Any other inner attribute is refused.
+/// `doc` covers `//!` comments, which lex as `#![doc = "..."]`.
 const TOLERATED_INNER_ATTRIBUTES: &[&str] =
-    &["no_std", "allow", "warn", "deny", "forbid", "expect"];
+    &["no_std", "doc", "allow", "warn", "deny", "forbid", "expect"];
 
 /// A broken rule, with where it was broken.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -144,11 +145,9 @@ fn walk(tokens: TokenStream, blanks: &mut Vec<Blank>) -> Result<(), PolicyViolat
                 if let Some((_, why)) = FORBIDDEN_IDENTS.iter().find(|(n, _)| *n == bare) {
                     return Err(PolicyViolation::at(ident.span(), *why));
                 }
-                // `mod name;` makes rustc read another file.
-                if bare == "mod"
-                    && matches!(tokens.get(i + 1), Some(TokenTree::Ident(_)))
-                    && matches!(tokens.get(i + 2), Some(TokenTree::Punct(p)) if p.as_char() == ';')
-                {
+                // `mod name;` makes rustc read another file, also when a macro supplies the
+                // name (`mod $name;`).
+                if bare == "mod" && is_out_of_line_module(&tokens[i + 1..]) {
                     return Err(PolicyViolation::at(
                         ident.span(),
                         "`mod name;` loads another file; write the module inline (`mod name { ... }`)",
@@ -189,10 +188,27 @@ fn walk(tokens: TokenStream, blanks: &mut Vec<Blank>) -> Result<(), PolicyViolat
     Ok(())
 }
 
-/// Reject an attribute that names a forbidden attribute anywhere inside (`cfg_attr` nests).
+/// After `mod`: a name (possibly a macro fragment `$name`) followed directly by `;`.
+fn is_out_of_line_module(rest: &[TokenTree]) -> bool {
+    let mut rest = rest
+        .iter()
+        .skip_while(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == '$'));
+    matches!(rest.next(), Some(TokenTree::Ident(_)))
+        && matches!(rest.next(), Some(TokenTree::Punct(p)) if p.as_char() == ';')
+}
+
+/// Reject an attribute that names a forbidden attribute anywhere inside (`cfg_attr` nests), or
+/// that a macro assembles from fragments, since those could spell any attribute at all.
 fn check_attribute(stream: TokenStream, span: proc_macro2::Span) -> Result<(), PolicyViolation> {
     for tree in stream {
         match tree {
+            TokenTree::Punct(p) if p.as_char() == '$' => {
+                return Err(PolicyViolation::at(
+                    p.span(),
+                    "attributes assembled from macro fragments (`#[$attr]`) are not allowed: \
+                     they could spell `path`, `link` or any other forbidden attribute",
+                ));
+            }
             TokenTree::Ident(ident) => {
                 let name = ident.to_string();
                 if FORBIDDEN_ATTRIBUTES.contains(&name.as_str()) {

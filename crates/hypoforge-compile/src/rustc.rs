@@ -217,11 +217,16 @@ fn rustc_failure(
         _ => None,
     }
     .or_else(|| {
+        // What rustc, or the loader starting it, says when the address-space limit bites.
         let oom = [
             "memory allocation of",
             "out of memory",
             "Cannot allocate memory",
             "failed to allocate",
+            "tried to allocate more memory than available",
+            // The loader cannot even map rustc's own libraries under the limit.
+            "error while loading shared libraries",
+            "failed to map segment",
         ];
         oom.iter()
             .any(|m| diagnostics.contains(m))

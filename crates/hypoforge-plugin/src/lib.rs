@@ -11,12 +11,16 @@ use hypoforge_sandbox::{Instance, Limits, LoadedModule, Sandbox, SandboxError, T
 use hypoforge_spec::abi::{self, exports, status};
 use hypoforge_spec::{ComponentKind, ErrorClass, PluginMeta};
 
-/// A bit pattern no arithmetic produces (the sandbox canonicalizes NaNs).
+/// Bit patterns no arithmetic produces (the sandbox canonicalizes NaNs). A plugin can still
+/// write one on purpose (`f32::from_bits`), so a hit is confirmed with the other.
 const CANARY: u32 = 0x7fc0_beef;
+const CANARY_CONFIRM: u32 = 0x7fd0_cafe;
 /// Floats of guard zone after every output buffer.
 const GUARD_FLOATS: usize = 16;
-/// Largest output width a preprocessor may declare.
-pub const MAX_OUTPUT_WIDTH: usize = 1 << 16;
+/// Largest output width a preprocessor may declare: 16 outputs per input column, or 1024.
+pub fn max_output_width(input_width: usize) -> usize {
+    input_width.saturating_mul(16).max(1024)
+}
 
 /// Instruction budgets: `base + per_element × elements` per call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,32 +262,43 @@ impl Guest {
         Ok(ptr)
     }
 
-    /// An output buffer of `floats`, canary-filled and followed by a canary guard zone.
-    fn output(&mut self, slot: usize, floats: usize) -> Result<u32, SandboxError> {
-        let ptr = self.buffer(slot, floats + GUARD_FLOATS)?;
-        let canary = vec![f32::from_bits(CANARY); floats + GUARD_FLOATS];
-        self.instance.write_f32(ptr, &canary)?;
-        Ok(ptr)
-    }
-
-    /// Read `out.len()` floats back and check that every one was written and the guard holds.
-    fn collect(&mut self, ptr: u32, out: &mut [f32], what: &str) -> Result<(), SandboxError> {
-        self.instance.read_f32(ptr, out)?;
-        let mut guard = [0f32; GUARD_FLOATS];
-        let guard_at = ptr + (out.len() * 4) as u32;
-        self.instance.read_f32(guard_at, &mut guard)?;
-        if guard.iter().any(|g| g.to_bits() != CANARY) {
-            return Err(SandboxError::BadAbi(format!(
-                "{what} wrote past the end of its {}-element output",
-                out.len()
-            )));
-        }
-        let unwritten = out.iter().filter(|v| v.to_bits() == CANARY).count();
-        if unwritten > 0 {
-            return Err(SandboxError::BadAbi(format!(
-                "{what} left {unwritten} of {} outputs unwritten",
-                out.len()
-            )));
+    /// Run `call` on a canary-filled output buffer (followed by a canary guard zone) and read
+    /// `out` back, checking that every output was written and nothing past the end.
+    ///
+    /// An output still holding the canary is either unwritten or a NaN with those very bits; a
+    /// second run under another canary tells the two apart, so the common path runs once.
+    fn call_collecting(
+        &mut self,
+        slot: usize,
+        out: &mut [f32],
+        what: &str,
+        mut call: impl FnMut(&mut Instance, u32) -> Result<(), SandboxError>,
+    ) -> Result<(), SandboxError> {
+        let ptr = self.buffer(slot, out.len() + GUARD_FLOATS)?;
+        for canary in [CANARY, CANARY_CONFIRM] {
+            let fill = vec![f32::from_bits(canary); out.len() + GUARD_FLOATS];
+            self.instance.write_f32(ptr, &fill)?;
+            call(&mut self.instance, ptr)?;
+            self.instance.read_f32(ptr, out)?;
+            let mut guard = [0f32; GUARD_FLOATS];
+            self.instance
+                .read_f32(ptr + (out.len() * 4) as u32, &mut guard)?;
+            if guard.iter().any(|g| g.to_bits() != canary) {
+                return Err(SandboxError::BadAbi(format!(
+                    "{what} wrote past the end of its {}-element output",
+                    out.len()
+                )));
+            }
+            let unwritten = out.iter().filter(|v| v.to_bits() == canary).count();
+            if unwritten == 0 {
+                return Ok(());
+            }
+            if canary == CANARY_CONFIRM {
+                return Err(SandboxError::BadAbi(format!(
+                    "{what} left {unwritten} of {} outputs unwritten",
+                    out.len()
+                )));
+            }
         }
         Ok(())
     }
@@ -342,14 +357,11 @@ impl Activation {
         assert_eq!(x.len(), y.len(), "input and output lengths differ");
         let n = len_i32(x.len())?;
         let input = self.guest.input(0, x)?;
-        let output = self.guest.output(1, x.len())?;
         let fuel = self.budget.for_elements(x.len());
-        let code =
-            self.guest
-                .instance
-                .call_with_fuel(func, (input as i32, output as i32, n), fuel)?;
-        check_status(code, what)?;
-        self.guest.collect(output, y, what)
+        self.guest.call_collecting(1, y, what, |instance, output| {
+            let code = instance.call_with_fuel(func, (input as i32, output as i32, n), fuel)?;
+            check_status(code, what)
+        })
     }
 }
 
@@ -389,12 +401,13 @@ impl Preprocessor {
                 .call_with_fuel(&self.fit.clone(), (input as i32, r, c), fuel)?;
         check_status(code, "hf_pre_fit")?;
         let width = self.guest.instance.call(&self.width.clone(), ())?;
+        let max = max_output_width(cols);
         let width = usize::try_from(width)
             .ok()
-            .filter(|w| (1..=MAX_OUTPUT_WIDTH).contains(w))
+            .filter(|w| (1..=max).contains(w))
             .ok_or_else(|| {
                 SandboxError::BadAbi(format!(
-                    "declared output width {width} is outside 1..={MAX_OUTPUT_WIDTH}"
+                    "declared output width {width} for {cols} input columns is outside 1..={max}"
                 ))
             })?;
         self.fitted = Some((cols, width));
@@ -431,20 +444,19 @@ impl Preprocessor {
         let out_len = rows * width;
         len_i32(out_len)?;
         let input = self.guest.input(0, data)?;
-        let output = self.guest.output(1, out_len)?;
         let fuel = self
             .limits
             .transform
             .for_elements(data.len().saturating_mul(width.max(1)));
-        let code = self.guest.instance.call_with_fuel(
-            &self.transform.clone(),
-            (input as i32, r, c, output as i32),
-            fuel,
-        )?;
-        check_status(code, "hf_pre_transform")?;
         out.clear();
         out.resize(out_len, 0.0);
-        self.guest.collect(output, out, "hf_pre_transform")
+        let func = self.transform.clone();
+        self.guest
+            .call_collecting(1, out, "hf_pre_transform", |instance, output| {
+                let code =
+                    instance.call_with_fuel(&func, (input as i32, r, c, output as i32), fuel)?;
+                check_status(code, "hf_pre_transform")
+            })
     }
 }
 
@@ -486,14 +498,14 @@ impl Regularizer {
         assert_eq!(w.len(), rows * cols, "matrix size disagrees with its shape");
         assert_eq!(grad.len(), w.len(), "gradient and weights differ in size");
         let input = self.guest.input(0, w)?;
-        let output = self.guest.output(1, w.len())?;
         let fuel = self.budget.for_elements(w.len());
-        let code = self.guest.instance.call_with_fuel(
-            &self.gradient.clone(),
-            (input as i32, len_i32(rows)?, len_i32(cols)?, output as i32),
-            fuel,
-        )?;
-        check_status(code, "hf_reg_gradient")?;
-        self.guest.collect(output, grad, "hf_reg_gradient")
+        let (r, c) = (len_i32(rows)?, len_i32(cols)?);
+        let func = self.gradient.clone();
+        self.guest
+            .call_collecting(1, grad, "hf_reg_gradient", |instance, output| {
+                let code =
+                    instance.call_with_fuel(&func, (input as i32, r, c, output as i32), fuel)?;
+                check_status(code, "hf_reg_gradient")
+            })
     }
 }

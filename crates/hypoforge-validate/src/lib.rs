@@ -4,6 +4,8 @@
 //! report's classified error. A check that traps ends validation (later checks are recorded as
 //! skipped), because a plugin that traps once is rejected anyway and should not burn more budget.
 
+use std::time::{Duration, Instant};
+
 use hypoforge_plugin::{Plugin, PluginError, PluginLimits};
 use hypoforge_sandbox::{Sandbox, SandboxError};
 use hypoforge_spec::{
@@ -16,6 +18,10 @@ mod probe;
 mod regularizer;
 
 pub use probe::Rng;
+
+/// Wall-clock budget for validating one plugin, all checks together, unless the caller's limits
+/// set an expiry of their own. The baselines need about a tenth of a second.
+pub const VALIDATION_BUDGET: Duration = Duration::from_secs(6);
 
 /// The outcome of validating one plugin.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,13 +39,19 @@ impl Report {
     }
 }
 
-/// Validate a compiled module; `expected` refuses plugins of another kind.
+/// Validate a compiled module; `expected` refuses plugins of another kind. Per-call limits come
+/// from `limits`; the whole validation ends after [`VALIDATION_BUDGET`] unless
+/// `limits.sandbox.expires_at` says otherwise.
 pub fn validate(
     sandbox: &Sandbox,
     wasm: &[u8],
     expected: Option<ComponentKind>,
-    limits: PluginLimits,
+    mut limits: PluginLimits,
 ) -> Report {
+    limits.sandbox.expires_at = limits
+        .sandbox
+        .expires_at
+        .or_else(|| Some(Instant::now() + VALIDATION_BUDGET));
     let loaded = match expected {
         Some(kind) => Plugin::load_kind(sandbox, wasm, kind),
         None => Plugin::load(sandbox, wasm),

@@ -141,7 +141,6 @@ activation!(name = \"lookup\", f = lookup);
 /// host's configuration (and the verdict is cached; see
 /// `cache::failures_caused_by_the_limits_do_not_poison_the_cache`).
 #[test]
-#[ignore = "library bug: rustc failing to start under rustc_memory_bytes (128 MiB: 'error while loading shared libraries') is classified Compile instead of CompileResourceLimit/Toolchain"]
 fn rustc_that_cannot_start_under_the_memory_limit_is_not_a_compile_error() {
     let relu = include_str!("../../../plugins/activation/relu.rs");
     expect_one_of(

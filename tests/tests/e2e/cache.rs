@@ -141,7 +141,6 @@ fn a_corrupted_cache_entry_is_caught_by_validation() {
 /// sharing the cache, whatever its limits: a valid plugin stays "broken" until the cache is
 /// cleared.
 #[test]
-#[ignore = "library bug: a Compile-classified failure caused by the limits (rustc cannot start under 128 MiB) is cached and served to later compilers with sane limits"]
 fn failures_caused_by_the_limits_do_not_poison_the_cache() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let starved = Limits {

@@ -380,7 +380,6 @@ fn growing_memory_until_refused_is_a_memory_limit() {
 /// itself") because the limiter's refusal of a table is not a trap and is not recorded the
 /// way a refused memory is.
 #[test]
-#[ignore = "library bug: a module declaring a table above the sandbox's 100 000-element limit is classified Internal, not as a module fault (BadModule or MemoryLimit)"]
 fn oversized_table_is_blamed_on_the_module() {
     let wasm = activation(|m| m.extra = "(table 1000000 funcref)".into());
     let report = validate_wasm(&wasm, None);
@@ -568,7 +567,6 @@ fn panic_report_does_not_hide_a_memory_limit() {
 /// 30 s in Cranelift; nothing bounds the size of a module, of a function, or the time spent
 /// compiling it (a 16 MB module of 2 000 such functions took over two minutes).
 #[test]
-#[ignore = "library bug: Sandbox::load / validate have no bound on module size or compile time; a 1.8 MB module with one 200k-instruction function takes ~30 s to load"]
 fn huge_function_is_refused_or_loaded_within_the_bound() {
     let mut body = String::with_capacity(200_000 * 64);
     for i in 0..200_000 {

@@ -174,7 +174,6 @@ fn activation_validated_as_a_regularizer_is_a_kind_mismatch() {
 /// calling-convention breach instead ("left 1024 of 1024 outputs unwritten"), although the
 /// plugin wrote every output.
 #[test]
-#[ignore = "library bug: a NaN with the canary's bit pattern (f32::from_bits(0x7fc0_beef), safe Rust) is misclassified as BadAbi 'outputs unwritten' instead of InvalidBehaviour"]
 fn nan_with_the_canary_bit_pattern_fails_forward_finite() {
     let report = pipeline(case!("canary_payload"), PluginLimits::default());
     expect_failed_check(&report, ErrorClass::InvalidBehaviour, "forward_finite");
