@@ -129,6 +129,16 @@ impl SandboxError {
     }
 }
 
+/// Engine settings that trade speed for reproducibility.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SandboxOptions {
+    /// Canonicalize NaN bit patterns after every float operation. WebAssembly arithmetic is
+    /// already deterministic except for the sign and payload of NaNs, and a NaN output fails
+    /// validation anyway; canonicalizing makes even code that inspects NaN bits reproducible
+    /// across CPU architectures, at about 4× the cost of float-heavy plugins (BENCHMARKS.md).
+    pub canonicalize_nans: bool,
+}
+
 /// The process-wide WebAssembly engine with the sandbox's configuration.
 #[derive(Clone, Debug)]
 pub struct Sandbox {
@@ -145,8 +155,13 @@ impl Sandbox {
             .map_err(|e| SandboxError::Internal(e.clone()))
     }
 
-    /// A new engine and its epoch ticker. Prefer [`Sandbox::shared`].
+    /// A new engine with default options and its epoch ticker. Prefer [`Sandbox::shared`].
     pub fn new() -> Result<Sandbox, SandboxError> {
+        Sandbox::with_options(SandboxOptions::default())
+    }
+
+    /// A new engine with `options` and its epoch ticker.
+    pub fn with_options(options: SandboxOptions) -> Result<Sandbox, SandboxError> {
         let mut config = Config::new();
         config
             .consume_fuel(true)
@@ -155,7 +170,7 @@ impl Sandbox {
             .cranelift_opt_level(OptLevel::Speed)
             // Determinism: NaN payloads and relaxed SIMD are the two places where the same
             // module could give different bits on different hosts.
-            .cranelift_nan_canonicalization(true)
+            .cranelift_nan_canonicalization(options.canonicalize_nans)
             .wasm_relaxed_simd(false)
             .wasm_multi_memory(false);
         let engine = Engine::new(&config).map_err(|e| SandboxError::Internal(format!("{e:#}")))?;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hypoforge_compile::{Compiler, Limits};
-use hypoforge_plugin::PluginLimits;
-use hypoforge_sandbox::Sandbox;
+use hypoforge_plugin::{Activation, Plugin, PluginLimits};
+use hypoforge_sandbox::{Sandbox, SandboxOptions};
 
 // The baseline sources compiled natively, for the overhead comparison. On non-wasm targets the
 // SDK's export macros expand to nothing, so only the functions remain.
@@ -88,9 +88,17 @@ fn main() -> anyhow::Result<()> {
     println!(
         "Buffer in, `f` over it, buffer out, through the plugin ABI (copies included), against a native loop.\n"
     );
-    println!("| activation | n | native ns/elem | sandbox ns/elem | ratio |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "Default engine, and one built with `SandboxOptions {{ canonicalize_nans: true }}`.\n"
+    );
+    println!(
+        "| activation | n | native ns/elem | sandbox ns/elem | ratio | NaN-canonicalizing ns/elem | ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let compiler = Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let canonical = Sandbox::with_options(SandboxOptions {
+        canonicalize_nans: true,
+    })?;
     for (name, native) in [
         ("gelu", native_gelu::native as fn(f32) -> f32),
         ("relu", native_relu::native),
@@ -104,8 +112,10 @@ fn main() -> anyhow::Result<()> {
             .compile(source)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .wasm;
-        let plugin = hypoforge_plugin::Plugin::load(sandbox, &wasm)?;
-        let mut act = plugin.activation(sandbox, PluginLimits::default())?;
+        let mut default_engine =
+            Plugin::load(sandbox, &wasm)?.activation(sandbox, PluginLimits::default())?;
+        let mut canonical_engine =
+            Plugin::load(&canonical, &wasm)?.activation(&canonical, PluginLimits::default())?;
         for n in [64usize, 4096, 1 << 20] {
             let x: Vec<f32> = (0..n)
                 .map(|i| ((i * 7919) % 2000) as f32 / 250.0 - 4.0)
@@ -118,23 +128,31 @@ fn main() -> anyhow::Result<()> {
                 }
                 black_box(&y);
             });
-            let mut sandbox_err = None;
-            let wasm_t = time_per_element(reps, n, || {
-                if let Err(e) = act.forward(black_box(&x), &mut y) {
-                    sandbox_err = Some(e);
-                }
-                black_box(&y);
-            });
-            if let Some(e) = sandbox_err {
-                anyhow::bail!("sandbox call failed: {e}");
-            }
+            let wasm_t = time_plugin(&mut default_engine, &x, &mut y, reps)?;
+            let canonical_t = time_plugin(&mut canonical_engine, &x, &mut y, reps)?;
             println!(
-                "| {name} | {n} | {native_t:.2} | {wasm_t:.2} | {:.1}× |",
-                wasm_t / native_t
+                "| {name} | {n} | {native_t:.2} | {wasm_t:.2} | {:.1}× | {canonical_t:.2} | {:.1}× |",
+                wasm_t / native_t,
+                canonical_t / native_t
             );
         }
     }
     Ok(())
+}
+
+/// Nanoseconds per element of `act.forward` over `x`.
+fn time_plugin(act: &mut Activation, x: &[f32], y: &mut [f32], reps: usize) -> anyhow::Result<f64> {
+    let mut failure = None;
+    let t = time_per_element(reps, x.len(), || {
+        if let Err(e) = act.forward(black_box(x), y) {
+            failure = Some(e);
+        }
+        black_box(&y);
+    });
+    match failure {
+        Some(e) => Err(anyhow::anyhow!("sandbox call failed: {e}")),
+        None => Ok(t),
+    }
 }
 
 fn baseline_sources(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {

@@ -11,8 +11,8 @@ use hypoforge_sandbox::{Instance, Limits, LoadedModule, Sandbox, SandboxError, T
 use hypoforge_spec::abi::{self, exports, status};
 use hypoforge_spec::{ComponentKind, ErrorClass, PluginMeta};
 
-/// Bit patterns no arithmetic produces (the sandbox canonicalizes NaNs). A plugin can still
-/// write one on purpose (`f32::from_bits`), so a hit is confirmed with the other.
+/// NaN payloads arithmetic does not produce from the finite inputs a plugin is given. A plugin
+/// can still write one on purpose (`f32::from_bits`), so a hit is confirmed with the other.
 const CANARY: u32 = 0x7fc0_beef;
 const CANARY_CONFIRM: u32 = 0x7fd0_cafe;
 /// Floats of guard zone after every output buffer.
