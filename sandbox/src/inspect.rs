@@ -5,8 +5,7 @@ use wasmparser::{Parser, Payload};
 
 use crate::SandboxError;
 
-/// Largest module accepted (plugins built by the SDK are tens of kilobytes).
-pub const MAX_MODULE_BYTES: usize = 8 << 20;
+pub use abi::MAX_MODULE_BYTES;
 /// Largest function body accepted: compile time grows faster than linearly with a function's
 /// size, and a bound here is what keeps loading a module within seconds.
 pub const MAX_FUNCTION_BYTES: usize = 128 << 10;

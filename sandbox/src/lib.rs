@@ -29,6 +29,10 @@ pub use wasmtime::{TypedFunc, WasmParams, WasmResults};
 /// Largest table a module may have (Rust plugins need a few dozen entries).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// Instructions a module's start function may run while instantiating. SDK plugins have none;
+/// a small budget ends a hostile one long before any deadline, however loaded the machine.
+const INSTANTIATE_FUEL: u64 = 10_000_000;
+
 /// How often the shared epoch ticker advances the engine's epoch.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -229,9 +233,9 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        let deadline = arm(&mut store, limits.fuel_per_call, &limits)?;
+        let deadline = arm(&mut store, INSTANTIATE_FUEL, &limits)?;
         let instance = wasmtime::Instance::new(&mut store, &module.module, &[])
-            .map_err(|e| classify(&mut store, e, limits.fuel_per_call, deadline, None))?;
+            .map_err(|e| classify(&mut store, e, INSTANTIATE_FUEL, deadline, None))?;
         let memory = instance
             .get_memory(&mut store, exports::MEMORY)
             .ok_or_else(|| SandboxError::MissingExport {

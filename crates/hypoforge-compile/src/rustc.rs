@@ -11,8 +11,8 @@ use hypoforge_spec::ErrorClass;
 
 use crate::{CompileError, Limits};
 
-/// Largest module accepted from rustc.
-const MAX_WASM_BYTES: u64 = 16 << 20;
+/// Largest module accepted from rustc: what the sandbox will load.
+const MAX_WASM_BYTES: u64 = hypoforge_spec::abi::MAX_MODULE_BYTES as u64;
 /// How much of rustc's diagnostics is kept.
 const MAX_DIAGNOSTIC_BYTES: usize = 32 * 1024;
 

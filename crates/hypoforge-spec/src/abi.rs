@@ -11,6 +11,10 @@ pub const ABI_SECTION: &str = "hypoforge.abi";
 /// Custom section holding `key=value` lines: kind, name, derivative, sdk.
 pub const META_SECTION: &str = "hypoforge.meta";
 
+/// Largest plugin module, in bytes: what rustc may produce and what the sandbox will load.
+/// SDK-built plugins are tens of kilobytes.
+pub const MAX_MODULE_BYTES: usize = 8 << 20;
+
 /// Export names, shared by host and guest.
 pub mod exports {
     pub const MEMORY: &str = "memory";

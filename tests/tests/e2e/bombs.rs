@@ -128,11 +128,8 @@ activation!(name = \"lookup\", f = lookup);
         source,
         &[ErrorClass::CompileResourceLimit],
     );
-    assert!(
-        error.message.contains("the limit is 16777216"),
-        "{}",
-        error.message
-    );
+    let limit = format!("the limit is {}", hypoforge_spec::abi::MAX_MODULE_BYTES);
+    assert!(error.message.contains(&limit), "{}", error.message);
 }
 
 /// With an address-space limit too small for rustc to load its own libraries, rustc dies at
