@@ -148,12 +148,7 @@ impl Plugin {
         kind: ComponentKind,
     ) -> Result<Plugin, PluginError> {
         let plugin = Plugin::load(sandbox, wasm)?;
-        if plugin.meta.kind != kind {
-            return Err(PluginError::KindMismatch {
-                expected: kind,
-                found: plugin.meta.kind,
-            });
-        }
+        plugin.expect(kind)?;
         Ok(plugin)
     }
 

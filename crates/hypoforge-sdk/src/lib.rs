@@ -4,7 +4,7 @@
 //! the plugin ABI (exports, the ABI-version custom section, metadata). No `unsafe`, no `std`:
 //! `core`, this SDK and what it re-exports are all a hypothesis can use.
 //!
-//! ```ignore
+//! ```
 //! use hypoforge_sdk::prelude::*;
 //!
 //! // Written once over `Real`: the SDK derives f'(x) exactly with dual numbers.
@@ -16,7 +16,8 @@
 //!
 //! A preprocessor implements [`Preprocessor`]; a regularizer gives a penalty and its gradient:
 //!
-//! ```ignore
+//! ```
+//! # use hypoforge_sdk::prelude::*;
 //! fn l2(w: Matrix) -> f32 { 1e-4 * w.data().iter().map(|v| v * v).sum::<f32>() }
 //! fn l2_grad(w: Matrix, g: &mut [f32]) { for (g, v) in g.iter_mut().zip(w.data()) { *g = 2e-4 * v } }
 //! regularizer!(name = "l2", penalty = l2, gradient = l2_grad);

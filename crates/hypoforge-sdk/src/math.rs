@@ -22,9 +22,21 @@ unary!(
     signum
 );
 
+/// The natural logarithm (the C and NumPy spelling of [`Real::ln`]).
+#[inline]
+pub fn log<R: Real>(x: R) -> R {
+    x.ln()
+}
+
 /// `x` raised to a constant power.
 #[inline]
 pub fn powf<R: Real>(x: R, p: f32) -> R {
+    x.powf(p)
+}
+
+/// `x` raised to a constant power (the C spelling of [`powf`]).
+#[inline]
+pub fn pow<R: Real>(x: R, p: f32) -> R {
     x.powf(p)
 }
 
@@ -68,4 +80,19 @@ pub fn normal_cdf<R: Real>(x: R) -> R {
 #[inline]
 pub fn is_finite(x: f32) -> bool {
     x.is_finite()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Dual;
+
+    #[test]
+    fn aliases_agree_with_the_methods() {
+        let x = Dual::var(2.5);
+        assert_eq!(log(x), x.ln());
+        assert_eq!(pow(x, 1.5), x.powf(1.5));
+        assert_eq!(normal_cdf(0.0f32), 0.5);
+        assert!((normal_pdf(Dual::var(1.0)).d + 0.241_970_72).abs() < 1e-6);
+    }
 }
