@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub mod abi;
+pub mod rng;
 
 pub use abi::PluginMeta;
 

@@ -4,7 +4,9 @@
 use hypoforge_plugin::Activation;
 use hypoforge_spec::DerivativeSource;
 
-use crate::probe::{Rng, activation_probe};
+use hypoforge_spec::rng::Rng;
+
+use crate::probe::activation_probe;
 use crate::{CheckResult, Context, Failure, Run, first_non_finite, same_bits};
 
 /// Share of finite-difference points allowed to disagree (kinks such as ReLU's at 0).

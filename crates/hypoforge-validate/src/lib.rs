@@ -17,8 +17,6 @@ mod preprocessor;
 mod probe;
 mod regularizer;
 
-pub use probe::Rng;
-
 /// Wall-clock budget for validating one plugin, all checks together, unless the caller's limits
 /// set an expiry of their own. The baselines need about a tenth of a second.
 pub const VALIDATION_BUDGET: Duration = Duration::from_secs(6);

@@ -3,7 +3,9 @@
 
 use hypoforge_plugin::Regularizer;
 
-use crate::probe::{Rng, weight_matrices};
+use hypoforge_spec::rng::Rng;
+
+use crate::probe::weight_matrices;
 use crate::{CheckResult, Context, Failure, Run, same_bits};
 
 /// Share of gradient entries allowed to disagree (kinks such as L1's at 0).
