@@ -64,6 +64,9 @@ fn evaluate(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         .args(extra))
 }
 
+/// BENCHMARKS.md keeps everything from this line on when `bench --save` rewrites the rest.
+const KEPT_MARKER: &str = "<!-- Sections below are kept by `cargo xtask bench --save`. -->";
+
 fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     let save = extra.iter().any(|a| a == "--save");
     let bench = release_binary(root, "hypoforge-bench", "hypoforge-bench")?;
@@ -80,12 +83,18 @@ fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     let results = String::from_utf8_lossy(&output.stdout);
     print!("{results}");
     if save {
+        // Sections below the marker come from other runs (each names its command) and are kept.
+        let path = root.join("BENCHMARKS.md");
+        let kept = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| old.find(KEPT_MARKER).map(|at| old[at..].to_owned()))
+            .unwrap_or_else(|| format!("{KEPT_MARKER}\n"));
         let doc = format!(
             "# Benchmarks\n\nProduced by `cargo xtask bench --save`; numbers are from one run on the machine below.\n\n\
-             ## Machine\n\n{}\n{results}",
+             ## Machine\n\n{}\n{results}\n{kept}",
             machine(root)
         );
-        std::fs::write(root.join("BENCHMARKS.md"), doc).context("cannot write BENCHMARKS.md")?;
+        std::fs::write(&path, doc).context("cannot write BENCHMARKS.md")?;
         eprintln!("wrote BENCHMARKS.md");
     }
     Ok(())

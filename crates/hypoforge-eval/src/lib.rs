@@ -1,7 +1,15 @@
 //! The core evaluation crate: datasets, tasks, models, one-pass training and the win-rate metrics.
 //!
-//! Work in progress towards the evaluator: the dataset loaders and the paired win-rate metrics
-//! land first; the training loop builds on them.
+//! Work in progress towards the evaluator: the dataset loaders, the paired win-rate metrics and
+//! the training core (an MLP with a component slot, one-pass training) land first; tasks,
+//! suites and the paired runner build on them.
 
 pub mod datasets;
+mod kernels;
 pub mod metrics;
+pub mod model;
+pub mod prepare;
+pub mod tasks;
+pub mod trial;
+
+pub use kernels::AdamConfig;
