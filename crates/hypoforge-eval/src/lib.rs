@@ -9,6 +9,7 @@ mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod prepare;
+pub mod runner;
 pub mod tasks;
 pub mod trial;
 

@@ -1,0 +1,367 @@
+//! A whole evaluation: every component of one kind on every trial (task × seed) of a suite,
+//! then paired win rates against the baseline panel.
+//!
+//! Jobs (trial, component) run in parallel with rayon; each job is single-threaded and seeded by
+//! its trial alone, so the results are the same whatever the number of threads.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hypoforge_plugin::{Plugin, PluginLimits};
+use hypoforge_sandbox::Sandbox;
+use hypoforge_spec::ComponentKind;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::datasets::Dataset;
+use crate::metrics::{self, MetricsError, RunOutcome, TaskWinRates, Trial};
+use crate::tasks::{Suite, SuiteError};
+use crate::trial::run_trial;
+
+/// A component to evaluate: a loaded plugin with its identity.
+#[derive(Debug)]
+pub struct Entrant {
+    pub name: String,
+    /// SHA-256 of the source.
+    pub hash: String,
+    /// Part of the baseline panel.
+    pub baseline: bool,
+    pub plugin: Plugin,
+}
+
+/// One component's results, as written to the JSON report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ComponentResult {
+    pub name: String,
+    pub hash: String,
+    pub baseline: bool,
+    pub b_wr: f64,
+    pub b_wr_ci: [f64; 2],
+    pub bsota_wr: f64,
+    pub bsota_wr_ci: [f64; 2],
+    pub mean_val_loss: Option<f64>,
+    pub mean_val_acc: Option<f64>,
+    pub failed_trials: usize,
+    /// Why trials failed, one line per failed trial: `task/seed: cause`.
+    pub failures: Vec<String>,
+    pub per_task: Vec<TaskWinRates>,
+}
+
+/// A finished evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub kind: ComponentKind,
+    pub suite: String,
+    pub trials: usize,
+    pub results: Vec<ComponentResult>,
+}
+
+/// Why an evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
+    #[error(
+        "the baseline panel needs at least two {0} baselines, so that each is compared with another"
+    )]
+    PanelTooSmall(ComponentKind),
+    #[error("{name} is a {found}, but this evaluation is of {expected}s")]
+    WrongKind {
+        name: String,
+        expected: ComponentKind,
+        found: ComponentKind,
+    },
+    #[error("--seeds must be at least 1")]
+    NoSeeds,
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// What to run: the kind under test, the suite, how many seeds, and with which limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan<'a> {
+    pub kind: ComponentKind,
+    pub suite: &'a Suite,
+    pub seeds: u64,
+    /// Datasets from `--data-dir`, found by name before the embedded ones.
+    pub extra_datasets: &'a [Dataset],
+    pub limits: PluginLimits,
+}
+
+/// Evaluate `entrants` (baselines and candidates of `plan.kind`) on `plan.seeds` seeds of every
+/// task in the suite. `progress(done, total)` is called as jobs finish, from any thread.
+pub fn evaluate(
+    plan: &Plan<'_>,
+    entrants: &[Entrant],
+    sandbox: &Sandbox,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Evaluation, RunnerError> {
+    let Plan {
+        kind,
+        suite,
+        seeds,
+        extra_datasets,
+        limits,
+    } = *plan;
+    if seeds == 0 {
+        return Err(RunnerError::NoSeeds);
+    }
+    if let Some(e) = entrants.iter().find(|e| e.plugin.meta().kind != kind) {
+        return Err(RunnerError::WrongKind {
+            name: e.name.clone(),
+            expected: kind,
+            found: e.plugin.meta().kind,
+        });
+    }
+    if entrants.iter().filter(|e| e.baseline).count() < 2 {
+        return Err(RunnerError::PanelTooSmall(kind));
+    }
+    let data: Vec<Dataset> = suite
+        .tasks
+        .iter()
+        .map(|t| t.dataset(extra_datasets))
+        .collect::<Result<_, _>>()?;
+    let trials: Vec<(usize, u64)> = (0..suite.tasks.len())
+        .flat_map(|t| (0..seeds).map(move |s| (t, s)))
+        .collect();
+    let jobs: Vec<(usize, usize)> = (0..trials.len())
+        .flat_map(|t| (0..entrants.len()).map(move |e| (t, e)))
+        .collect();
+    let done = AtomicUsize::new(0);
+    let outcomes: Vec<RunOutcome> = jobs
+        .par_iter()
+        .map(|&(t, e)| {
+            let (task, seed) = trials[t];
+            let outcome = run_trial(
+                &suite.tasks[task],
+                &data[task],
+                seed,
+                &entrants[e].plugin,
+                sandbox,
+                limits,
+            );
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
+            outcome
+        })
+        .collect();
+    // outcomes[t * entrants + e]
+    let column = |e: usize| -> Vec<RunOutcome> {
+        (0..trials.len())
+            .map(|t| outcomes[t * entrants.len() + e].clone())
+            .collect()
+    };
+    let columns: Vec<Vec<RunOutcome>> = (0..entrants.len()).map(column).collect();
+    let trial_ids: Vec<Trial> = trials
+        .iter()
+        .map(|&(t, seed)| Trial {
+            task: suite.tasks[t].name.clone(),
+            seed,
+        })
+        .collect();
+    let mut results = Vec::with_capacity(entrants.len());
+    for (e, entrant) in entrants.iter().enumerate() {
+        // A baseline is compared with the rest of the panel, a candidate with all of it.
+        let panel: Vec<&[RunOutcome]> = entrants
+            .iter()
+            .enumerate()
+            .filter(|&(b, other)| other.baseline && b != e)
+            .map(|(b, _)| columns[b].as_slice())
+            .collect();
+        let rates = metrics::win_rates(&trial_ids, &columns[e], &panel)?;
+        let failures = columns[e]
+            .iter()
+            .zip(&trial_ids)
+            .filter_map(|(o, t)| match o {
+                RunOutcome::Failed { cause } => Some(format!("{}/{}: {cause}", t.task, t.seed)),
+                RunOutcome::Finished { val_loss, .. } if !val_loss.is_finite() => {
+                    Some(format!("{}/{}: validation loss {val_loss}", t.task, t.seed))
+                }
+                RunOutcome::Finished { .. } => None,
+            })
+            .collect();
+        results.push(ComponentResult {
+            name: entrant.name.clone(),
+            hash: entrant.hash.clone(),
+            baseline: entrant.baseline,
+            b_wr: rates.b_wr,
+            b_wr_ci: rates.b_wr_ci,
+            bsota_wr: rates.bsota_wr,
+            bsota_wr_ci: rates.bsota_wr_ci,
+            mean_val_loss: rates.mean_val_loss,
+            mean_val_acc: rates.mean_val_accuracy,
+            failed_trials: rates.failed_trials,
+            failures,
+            per_task: rates.per_task,
+        });
+    }
+    // Leaderboard order: B-WR, then BSOTA-WR, then name for a stable tie-break.
+    results.sort_by(|a, b| {
+        b.b_wr
+            .total_cmp(&a.b_wr)
+            .then(b.bsota_wr.total_cmp(&a.bsota_wr))
+            .then(a.name.cmp(&b.name))
+    });
+    Ok(Evaluation {
+        kind,
+        suite: suite.name.clone(),
+        trials: trials.len(),
+        results,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::parse_suite;
+    use hypoforge_compile::{Compiler, Limits};
+
+    fn entrant(compiler: &Compiler, source: &str, baseline: bool) -> Entrant {
+        let compiled = compiler.compile(source.as_bytes()).unwrap();
+        let plugin = Plugin::load(Sandbox::shared().unwrap(), &compiled.wasm).unwrap();
+        Entrant {
+            name: plugin.meta().name.clone(),
+            hash: compiled.source_hash,
+            baseline,
+            plugin,
+        }
+    }
+
+    fn small_suite() -> Suite {
+        parse_suite(
+            "name = \"small\"\n[defaults]\nhidden = [16, 16]\nmin_steps = 20\n\
+             [[task]]\nname = \"xor\"\ndataset = \"synthetic:xor\"\nsamples = 300\n\
+             [[task]]\nname = \"moons\"\ndataset = \"synthetic:two_moons\"\nsamples = 300\n",
+            "test",
+        )
+        .unwrap()
+    }
+
+    const RELU: &str = include_str!("../../../plugins/activation/relu.rs");
+
+    fn activation_panel(compiler: &Compiler) -> Vec<Entrant> {
+        vec![
+            entrant(compiler, RELU, true),
+            entrant(
+                compiler,
+                include_str!("../../../plugins/activation/identity.rs"),
+                true,
+            ),
+            entrant(
+                compiler,
+                include_str!("../../../plugins/activation/tanh.rs"),
+                true,
+            ),
+        ]
+    }
+
+    fn run(entrants: &[Entrant], seeds: u64) -> Result<Evaluation, RunnerError> {
+        let suite = small_suite();
+        let plan = Plan {
+            kind: ComponentKind::Activation,
+            suite: &suite,
+            seeds,
+            extra_datasets: &[],
+            limits: PluginLimits::default(),
+        };
+        evaluate(&plan, entrants, Sandbox::shared().unwrap(), &|_, _| {})
+    }
+
+    #[test]
+    fn a_copy_of_a_baseline_ties_with_it_and_inherits_its_record() {
+        let compiler = Compiler::new(None, Limits::default()).unwrap();
+        let mut entrants = activation_panel(&compiler);
+        entrants.push(entrant(
+            &compiler,
+            &RELU.replace("\"relu\"", "\"relu_copy\""),
+            false,
+        ));
+        let eval = run(&entrants, 2).unwrap();
+        assert_eq!(eval.trials, 4);
+        let get = |name: &str| eval.results.iter().find(|r| r.name == name).unwrap();
+        let (relu, copy) = (get("relu"), get("relu_copy"));
+        assert_eq!(relu.mean_val_loss, copy.mean_val_loss);
+        // relu faces the 2 other baselines; the copy faces those 2 and relu, tying relu (½).
+        let expected = (2.0 * relu.b_wr + 0.5) / 3.0;
+        assert!(
+            (copy.b_wr - expected).abs() < 1e-12,
+            "{} vs {expected}",
+            copy.b_wr
+        );
+        // A tie with the best baseline is no state-of-the-art win.
+        assert_eq!(copy.bsota_wr, 0.0);
+        for r in &eval.results {
+            assert!(
+                (0.0..=1.0).contains(&r.b_wr) && r.bsota_wr <= r.b_wr,
+                "{r:?}"
+            );
+            assert!(r.b_wr_ci[0] <= r.b_wr && r.b_wr <= r.b_wr_ci[1]);
+            assert_eq!(r.per_task.len(), 2);
+        }
+        // The leaderboard is sorted by B-WR.
+        assert!(eval.results.windows(2).all(|w| w[0].b_wr >= w[1].b_wr));
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let compiler = Compiler::new(None, Limits::default()).unwrap();
+        let entrants = activation_panel(&compiler);
+        let with_threads = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+                .install(|| run(&entrants, 2).unwrap())
+        };
+        let one = with_threads(1);
+        let two = with_threads(2);
+        assert_eq!(one, two);
+        let loss = |e: &Evaluation| {
+            e.results
+                .iter()
+                .map(|r| r.mean_val_loss.map(f64::to_bits))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(loss(&one), loss(&two));
+    }
+
+    #[test]
+    fn bad_setups_are_refused_with_reasons() {
+        let compiler = Compiler::new(None, Limits::default()).unwrap();
+        let mut entrants = activation_panel(&compiler);
+        assert!(matches!(run(&entrants, 0), Err(RunnerError::NoSeeds)));
+        entrants.push(entrant(
+            &compiler,
+            include_str!("../../../plugins/regularizer/l2.rs"),
+            false,
+        ));
+        let err = run(&entrants, 1).unwrap_err();
+        assert!(matches!(err, RunnerError::WrongKind { .. }), "{err}");
+        assert!(err.to_string().contains("l2"), "{err}");
+        let lonely = vec![entrant(&compiler, RELU, true)];
+        assert!(matches!(
+            run(&lonely, 1),
+            Err(RunnerError::PanelTooSmall(_))
+        ));
+    }
+
+    #[test]
+    fn failed_trials_are_counted_with_their_causes() {
+        let compiler = Compiler::new(None, Limits::default()).unwrap();
+        let mut entrants = activation_panel(&compiler);
+        entrants.push(entrant(
+            &compiler,
+            "use hypoforge_sdk::prelude::*;\n\
+             fn f<R: Real>(x: R) -> R { if x.value() > 0.5 { panic!(\"boom\") } x }\n\
+             activation!(name = \"fragile\", f = f);\n",
+            false,
+        ));
+        let eval = run(&entrants, 1).unwrap();
+        let fragile = eval.results.iter().find(|r| r.name == "fragile").unwrap();
+        assert_eq!(fragile.failed_trials, 2);
+        assert_eq!((fragile.b_wr, fragile.bsota_wr), (0.0, 0.0));
+        assert!(
+            fragile.failures.iter().all(|f| f.contains("boom")),
+            "{:?}",
+            fragile.failures
+        );
+    }
+}
