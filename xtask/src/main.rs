@@ -1,6 +1,6 @@
 //! Project automation, kept thin: each task builds and runs the real programs.
 //!
-//! - `cargo xtask evaluate`: the main job (release build, then the pipeline on the shipped plugins)
+//! - `cargo xtask evaluate`: the main job (release build, then every kind's panel and examples)
 //! - `cargo xtask bench [--save]`: benchmarks; `--save` rewrites BENCHMARKS.md
 //! - `cargo xtask ci`: what CI runs: formatting, clippy, the whole test suite
 
@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
-                 evaluate        build the release CLI and run the main job on the shipped plugins\n  \
+                 evaluate        build the release CLI; evaluate the baselines and example hypotheses\n  \
                  bench [--save]  run the benchmarks (--save: write BENCHMARKS.md)\n  \
                  ci              format check, clippy (-D warnings) and the full test suite"
             );
@@ -54,14 +54,22 @@ fn release_binary(root: &Path, package: &str, bin: &str) -> anyhow::Result<PathB
     Ok(root.join("target/release").join(bin))
 }
 
-/// The main job. Until the evaluator lands this compiles and validates every shipped plugin.
+/// The main job: every kind's baselines and the shipped example hypotheses on the quick suite,
+/// offline, with the leaderboards on the terminal and the JSON under `target/evaluate/`.
 fn evaluate(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     let hypoforge = release_binary(root, "hypoforge-cli", "hypoforge")?;
-    run(Command::new(hypoforge)
-        .current_dir(root)
-        .arg("validate")
-        .arg("plugins")
-        .args(extra))
+    for kind in ["activation", "preprocessor", "regularizer"] {
+        let json = format!("target/evaluate/{kind}.json");
+        run(Command::new(&hypoforge)
+            .current_dir(root)
+            .args([
+                "evaluate", "--kind", kind, "--suite", "quick", "--json", &json,
+            ])
+            .arg(Path::new("examples/hypotheses").join(kind))
+            .args(extra))?;
+        println!();
+    }
+    Ok(())
 }
 
 /// BENCHMARKS.md keeps everything from this line on when `bench --save` rewrites the rest.

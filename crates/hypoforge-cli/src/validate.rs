@@ -6,13 +6,15 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use hypoforge_compile::{Compiler, Limits};
+use anyhow::Context;
+use hypoforge_compile::Compiler;
 use hypoforge_plugin::PluginLimits;
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::{CheckRecord, ComponentKind, ErrorClass, ErrorRecord};
 use rayon::prelude::*;
 use serde::Serialize;
+
+use crate::inputs::{CompileArgs, collect_files};
 
 /// Compile hypotheses and check that each is a well-behaved plugin.
 ///
@@ -37,15 +39,8 @@ pub struct Args {
     /// Print one JSON object per file (JSON Lines) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Where compiled plugins are cached [default: $HYPOFORGE_CACHE_DIR or ~/.cache/hypoforge].
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Compile from scratch, neither reading nor writing the cache.
-    #[arg(long)]
-    no_cache: bool,
-    /// Wall-clock limit for compiling one file, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
-    compile_timeout: f64,
+    #[command(flatten)]
+    compile: CompileArgs,
 }
 
 /// One line of `--json` output.
@@ -65,21 +60,8 @@ struct FileReport {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !(args.compile_timeout.is_finite() && args.compile_timeout > 0.0) {
-        bail!("--compile-timeout must be a positive number of seconds");
-    }
     let files = collect_files(&args.paths)?;
-    let limits = Limits {
-        rustc_timeout: Duration::from_secs_f64(args.compile_timeout),
-        ..Limits::default()
-    };
-    let cache_dir = (!args.no_cache).then(|| {
-        args.cache_dir
-            .clone()
-            .unwrap_or_else(hypoforge_compile::default_cache_dir)
-    });
-    let compiler = Compiler::new(cache_dir.as_deref(), limits)
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let compiler = args.compile.compiler()?;
     let sandbox = Sandbox::shared().context("cannot start the WebAssembly sandbox")?;
 
     let progress = std::io::stderr().is_terminal() && !args.json && files.len() > 1;
@@ -114,39 +96,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// Expand directories into their `.rs` files (sorted); every path must exist.
-fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if meta.is_dir() {
-            let before = files.len();
-            walk(path, &mut files).with_context(|| format!("cannot list {}", path.display()))?;
-            if files.len() == before {
-                bail!("{} holds no .rs files", path.display());
-            }
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            walk(&path, files)?;
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push(path);
-        }
-    }
-    Ok(())
 }
 
 fn validate_file(

@@ -493,3 +493,149 @@ fn help_shows_each_example_on_its_own_line() {
         "{help}"
     );
 }
+
+/// A two-task suite small enough for a test: seconds, not minutes.
+const TINY_SUITE: &str = "name = \"tiny\"\n[defaults]\nhidden = [8]\nmin_steps = 10\n\
+    [[task]]\nname = \"xor\"\ndataset = \"synthetic:xor\"\nsamples = 200\n\
+    [[task]]\nname = \"iris\"\ndataset = \"iris\"\n";
+
+/// `hypoforge evaluate --cache-dir <cache> --suite <tiny> <args...>`.
+fn evaluate(args: &[&str], cache: &Path) -> Output {
+    let suite = cache.join("tiny.toml");
+    std::fs::write(&suite, TINY_SUITE).expect("write the suite");
+    let cache_dir = cache.to_str().expect("a UTF-8 temporary path");
+    let suite = suite.to_str().expect("a UTF-8 temporary path").to_owned();
+    let mut all = vec!["evaluate", "--cache-dir", cache_dir, "--suite", &suite];
+    all.extend_from_slice(args);
+    hypoforge(&all, cache)
+}
+
+#[test]
+fn evaluate_writes_the_documented_json_and_a_leaderboard() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let json = cache.path().join("out/results.json");
+    let examples = root().join("examples/hypotheses/regularizer");
+    let out = evaluate(
+        &[
+            "--kind",
+            "regularizer",
+            "--seeds",
+            "2",
+            "--json",
+            json.to_str().expect("UTF-8"),
+            examples.to_str().expect("UTF-8"),
+        ],
+        cache.path(),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("regularizer leaderboard") && table.contains("B-WR"),
+        "{table}"
+    );
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON file")).expect("JSON");
+    assert_eq!(v["kind"], "regularizer");
+    assert_eq!(v["suite"], "tiny");
+    assert_eq!(v["trials"], 4);
+    let results = v["results"].as_array().expect("results");
+    // 5 baselines and the 2 shipped examples.
+    assert_eq!(results.len(), 7);
+    for r in results {
+        for key in [
+            "name",
+            "hash",
+            "baseline",
+            "b_wr",
+            "b_wr_ci",
+            "bsota_wr",
+            "bsota_wr_ci",
+            "mean_val_loss",
+            "mean_val_acc",
+            "failed_trials",
+            "per_task",
+        ] {
+            assert!(r.get(key).is_some(), "missing {key}: {r}");
+        }
+        let (b, s) = (
+            r["b_wr"].as_f64().expect("b_wr"),
+            r["bsota_wr"].as_f64().expect("bsota"),
+        );
+        assert!((0.0..=1.0).contains(&b) && s <= b, "{r}");
+        assert_eq!(r["per_task"].as_array().expect("per_task").len(), 2);
+    }
+    let new: Vec<&str> = results
+        .iter()
+        .filter(|r| r["baseline"] == false)
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        BTreeSet::from_iter(new),
+        BTreeSet::from(["l2_light", "log_cosh"])
+    );
+}
+
+#[test]
+fn evaluate_skips_rejected_hypotheses_and_exits_1() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let bad = cache.path().join("bad.rs");
+    std::fs::write(&bad, "use hypoforge_sdk::prelude::*;\nfn f<R: Real>(x: R) -> R { x.exp() }\nactivation!(name = \"expo\", f = f);\n")
+        .expect("write");
+    let wrong_kind = plugins().join("regularizer/l2.rs");
+    let out = evaluate(
+        &[
+            "--kind",
+            "activation",
+            "--seeds",
+            "1",
+            bad.to_str().expect("UTF-8"),
+            wrong_kind.to_str().expect("UTF-8"),
+        ],
+        cache.path(),
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.rs") && err.contains("invalid_behaviour"),
+        "{err}"
+    );
+    assert!(
+        err.contains("l2.rs") && err.contains("kind_mismatch"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("activation leaderboard"));
+}
+
+#[test]
+fn evaluate_usage_errors_exit_2_and_say_what_to_fix() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let out = evaluate(&["--kind", "activation", "--seeds", "0"], cache.path());
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--seeds"), "{}", stderr(&out));
+    let bad_suite = cache.path().join("typo.toml");
+    std::fs::write(
+        &bad_suite,
+        "name = \"t\"\n[[task]]\nname = \"a\"\ndataset = \"iris\"\nepoch = 2\n",
+    )
+    .expect("write");
+    let out = hypoforge(
+        &[
+            "evaluate",
+            "--kind",
+            "activation",
+            "--suite",
+            bad_suite.to_str().expect("UTF-8"),
+        ],
+        cache.path(),
+    );
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("epoch"), "{}", stderr(&out));
+    let out = hypoforge(
+        &["evaluate", "--kind", "activation", "--suite", "quik"],
+        cache.path(),
+    );
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("quick"), "{}", stderr(&out));
+    let out = hypoforge(&["evaluate"], cache.path());
+    assert_eq!(code(&out), 2);
+}

@@ -4,6 +4,7 @@
 //! the training core (an MLP with a component slot, one-pass training) land first; tasks,
 //! suites and the paired runner build on them.
 
+pub mod baselines;
 pub mod datasets;
 mod kernels;
 pub mod metrics;

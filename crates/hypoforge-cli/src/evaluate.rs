@@ -1,0 +1,254 @@
+//! `hypoforge evaluate`: hypotheses against the baseline panel of their kind, on a suite.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use hypoforge_compile::Compiler;
+use hypoforge_eval::runner::{self, ComponentResult, Entrant, Evaluation, Plan};
+use hypoforge_eval::{baselines, datasets, tasks};
+use hypoforge_plugin::{Plugin, PluginLimits};
+use hypoforge_sandbox::Sandbox;
+use hypoforge_spec::ComponentKind;
+use rayon::prelude::*;
+
+use crate::inputs::{CompileArgs, collect_files};
+
+/// Evaluate hypotheses against the baseline panel of their kind.
+///
+/// Every hypothesis and every baseline of the kind trains the same small MLP on every trial
+/// (task × seed) of the suite, with the same split, initialization and batch order. B-WR is how
+/// often a hypothesis beats a baseline (ties count half); BSOTA-WR how often it beats all of
+/// them. A trial that traps, times out or diverges is lost. Baselines are scored against the
+/// rest of the panel.
+///
+/// Exit status: 0 when every hypothesis was evaluated, 1 when any was rejected (it is reported
+/// and skipped), 2 on a usage error.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    hypoforge evaluate --kind activation                 # the baseline panel alone\n  \
+    hypoforge evaluate --kind activation my_acts/ --seeds 5 --json results.json\n  \
+    hypoforge evaluate --kind preprocessor p.rs --suite standard")]
+pub struct Args {
+    /// The kind under test: activation, preprocessor or regularizer.
+    #[arg(long, value_name = "K")]
+    kind: ComponentKind,
+    /// Hypothesis files (.rs) or directories of them; with none, the baselines alone.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// A built-in suite (quick, standard) or a suite .toml file.
+    #[arg(long, value_name = "SUITE", default_value = "quick")]
+    suite: String,
+    /// Seeds per task: each gives a new split, initialization and batch order.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    seeds: u64,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// A folder of extra datasets (CSV with a header and the label last, or IDX pairs) that
+    /// suites can name; they take precedence over embedded datasets of the same name.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    compile: CompileArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let suite = tasks::suite(&args.suite)?;
+    if args.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let files = if args.paths.is_empty() {
+        Vec::new()
+    } else {
+        collect_files(&args.paths)?
+    };
+    let extra = match &args.data_dir {
+        Some(dir) => datasets::load_dir(dir)?,
+        None => Vec::new(),
+    };
+    let compiler = args.compile.compiler()?;
+    let sandbox = Sandbox::shared().context("cannot start the WebAssembly sandbox")?;
+
+    let mut entrants = baseline_panel(&compiler, sandbox, args.kind)?;
+    let hypotheses: Vec<Result<Entrant, String>> = files
+        .par_iter()
+        .map(|f| load_hypothesis(&compiler, sandbox, f, args.kind))
+        .collect();
+    let mut rejected = 0;
+    for h in hypotheses {
+        match h {
+            Ok(mut e) => {
+                if entrants.iter().any(|b| b.name == e.name) {
+                    e.name = format!("{}@{}", e.name, &e.hash[..8]);
+                }
+                entrants.push(e);
+            }
+            Err(message) => {
+                rejected += 1;
+                eprintln!("skipped {message}");
+            }
+        }
+    }
+
+    let plan = Plan {
+        kind: args.kind,
+        suite: &suite,
+        seeds: args.seeds,
+        extra_datasets: &extra,
+        limits: PluginLimits::default(),
+    };
+    let trials = suite.tasks.len() as u64 * args.seeds;
+    eprintln!(
+        "evaluating {} {}s ({} baselines) on suite `{}`: {} tasks × {} seeds = {trials} trials",
+        entrants.len(),
+        args.kind,
+        entrants.iter().filter(|e| e.baseline).count(),
+        suite.name,
+        suite.tasks.len(),
+        args.seeds,
+    );
+    let show_progress = std::io::stderr().is_terminal();
+    let progress = |done: usize, total: usize| {
+        if show_progress && (done == total || done.is_multiple_of(8)) {
+            let width = 30;
+            let filled = done * width / total.max(1);
+            eprint!(
+                "\r[{}{}] {done}/{total} runs",
+                "#".repeat(filled),
+                ".".repeat(width - filled)
+            );
+        }
+    };
+    let evaluation = runner::evaluate(&plan, &entrants, sandbox, &progress)?;
+    if show_progress {
+        eprint!("\r\x1b[K");
+    }
+
+    let mut out = std::io::stdout().lock();
+    print_leaderboard(&mut out, &evaluation)?;
+    if let Some(path) = &args.json {
+        write_json(path, &evaluation)?;
+        writeln!(out, "\nresults written to {}", path.display())?;
+    }
+    Ok(if rejected == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Compile and validate the embedded baselines of `kind`; a broken baseline is hypoforge's bug.
+fn baseline_panel(
+    compiler: &Compiler,
+    sandbox: &Sandbox,
+    kind: ComponentKind,
+) -> anyhow::Result<Vec<Entrant>> {
+    baselines::sources(kind)
+        .par_iter()
+        .map(|(name, source)| {
+            let entrant = entrant(compiler, sandbox, source.as_bytes(), kind, true)
+                .map_err(|e| anyhow::anyhow!("the {kind} baseline `{name}` is broken: {e}"))?;
+            Ok(entrant)
+        })
+        .collect()
+}
+
+fn load_hypothesis(
+    compiler: &Compiler,
+    sandbox: &Sandbox,
+    file: &Path,
+    kind: ComponentKind,
+) -> Result<Entrant, String> {
+    let source =
+        std::fs::read(file).map_err(|e| format!("{}: cannot read it: {e}", file.display()))?;
+    entrant(compiler, sandbox, &source, kind, false).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// Compile, validate and load one component.
+fn entrant(
+    compiler: &Compiler,
+    sandbox: &Sandbox,
+    source: &[u8],
+    kind: ComponentKind,
+    baseline: bool,
+) -> Result<Entrant, String> {
+    let compiled = compiler
+        .compile(source)
+        .map_err(|e| format!("[{}] {}", e.class, e.message))?;
+    let report =
+        hypoforge_validate::validate(sandbox, &compiled.wasm, Some(kind), PluginLimits::default());
+    if let Some(error) = report.error {
+        return Err(format!("[{}] {}", error.class, error.message));
+    }
+    let plugin = Plugin::load_kind(sandbox, &compiled.wasm, kind).map_err(|e| e.to_string())?;
+    Ok(Entrant {
+        name: plugin.meta().name.clone(),
+        hash: compiled.source_hash,
+        baseline,
+        plugin,
+    })
+}
+
+fn print_leaderboard(out: &mut impl Write, evaluation: &Evaluation) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} leaderboard, suite `{}`, {} trials\n",
+        evaluation.kind, evaluation.suite, evaluation.trials
+    )?;
+    let name_width = evaluation
+        .results
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(
+        out,
+        " #  {:<name_width$}  {:<8}  {:<20}  {:<20}  {:>8}  {:>7}  {:>6}",
+        "name", "role", "B-WR [95% CI]", "BSOTA-WR [95% CI]", "val loss", "val acc", "failed"
+    )?;
+    for (i, r) in evaluation.results.iter().enumerate() {
+        writeln!(
+            out,
+            "{:>2}  {:<name_width$}  {:<8}  {:<20}  {:<20}  {:>8}  {:>7}  {:>6}",
+            i + 1,
+            r.name,
+            if r.baseline { "baseline" } else { "new" },
+            rate(r.b_wr, r.b_wr_ci),
+            rate(r.bsota_wr, r.bsota_wr_ci),
+            r.mean_val_loss.map_or("-".into(), |v| format!("{v:.4}")),
+            r.mean_val_acc
+                .map_or("-".into(), |v| format!("{:.1}%", v * 100.0)),
+            r.failed_trials,
+        )?;
+    }
+    for r in evaluation.results.iter().filter(|r| r.failed_trials > 0) {
+        print_failures(out, r)?;
+    }
+    Ok(())
+}
+
+fn print_failures(out: &mut impl Write, r: &ComponentResult) -> std::io::Result<()> {
+    writeln!(out, "\n{} lost {} trials:", r.name, r.failed_trials)?;
+    for f in r.failures.iter().take(5) {
+        writeln!(out, "  {f}")?;
+    }
+    if r.failures.len() > 5 {
+        writeln!(out, "  ... and {} more", r.failures.len() - 5)?;
+    }
+    Ok(())
+}
+
+fn rate(value: f64, ci: [f64; 2]) -> String {
+    format!("{value:.3} [{:.3}, {:.3}]", ci[0], ci[1])
+}
+
+fn write_json(path: &Path, evaluation: &Evaluation) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let json = serde_json::to_vec_pretty(evaluation)?;
+    std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
+}
