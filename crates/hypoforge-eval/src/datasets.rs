@@ -74,6 +74,18 @@ impl Dataset {
         matches!(self.target, Target::Classes { .. })
     }
 
+    /// How many rows each class has, or `None` for a regression task.
+    pub fn class_counts(&self) -> Option<Vec<usize>> {
+        let Target::Classes { labels, classes } = &self.target else {
+            return None;
+        };
+        let mut counts = vec![0; *classes];
+        for &l in labels {
+            counts[l as usize] += 1;
+        }
+        Some(counts)
+    }
+
     /// The number of classes, or `None` for a regression task.
     pub fn classes(&self) -> Option<usize> {
         match self.target {

@@ -494,20 +494,10 @@ fn shuffle(order: &mut [usize], rng: &mut Rng) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasets::{self, Dataset, Target};
+    use crate::datasets::{self, Dataset};
 
     fn examples(d: &Dataset, rows: std::ops::Range<usize>) -> Examples {
-        let index: Vec<usize> = rows.collect();
-        let sub = d.subset(&index);
-        Examples {
-            features: sub.features,
-            rows: sub.rows,
-            cols: sub.cols,
-            targets: match sub.target {
-                Target::Classes { labels, .. } => Targets::Labels(labels),
-                Target::Regression { values } => Targets::Values(values),
-            },
-        }
+        crate::prepare::examples(d, &rows.collect::<Vec<_>>())
     }
 
     fn config(hidden: &[usize], epochs: usize) -> TrainConfig {

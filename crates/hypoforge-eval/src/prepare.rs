@@ -22,7 +22,8 @@ pub fn split(dataset: &Dataset, validation_fraction: f64, seed: u64) -> (Example
     (examples(dataset, train), examples(dataset, valid))
 }
 
-fn examples(dataset: &Dataset, rows: &[usize]) -> Examples {
+/// The rows `rows` of `dataset` as training examples.
+pub fn examples(dataset: &Dataset, rows: &[usize]) -> Examples {
     let sub = dataset.subset(rows);
     Examples {
         features: sub.features,

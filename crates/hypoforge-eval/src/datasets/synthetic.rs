@@ -232,14 +232,8 @@ mod tests {
     }
 
     fn class_counts(d: &Dataset) -> Vec<usize> {
-        let Target::Classes { labels, classes } = &d.target else {
-            panic!("{} is not classification", d.name);
-        };
-        let mut counts = vec![0; *classes];
-        for &l in labels {
-            counts[l as usize] += 1;
-        }
-        counts
+        d.class_counts()
+            .unwrap_or_else(|| panic!("{} is not classification", d.name))
     }
 
     #[test]
