@@ -137,6 +137,99 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    training(&compiler, sandbox, &sources)?;
+    Ok(())
+}
+
+/// One-pass training on the reference networks, one thread: per-trial time, the GEMM work's
+/// GFLOP/s, and the cost of the activation running in the sandbox rather than natively.
+fn training(
+    compiler: &Compiler,
+    sandbox: &Sandbox,
+    sources: &[(PathBuf, Vec<u8>)],
+) -> anyhow::Result<()> {
+    use hypoforge_eval::model::{self, NativeActivation, Objective, Optimizer, TrainConfig};
+    use hypoforge_eval::{AdamConfig, datasets, prepare, trial::PluginActivation};
+
+    println!("\n## One-pass training, one thread\n");
+    println!(
+        "One epoch, batch 64, Adam(1e-3), 80/20 split, standardized inputs, ReLU; median of 3 trials."
+    );
+    println!(
+        "GFLOP/s counts the matrix products (forward, weight gradient, input gradient past the first layer).\n"
+    );
+    println!(
+        "| dataset | network | steps | native ReLU ms/trial | GFLOP/s | WASM ReLU ms/trial | GFLOP/s | sandbox overhead |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let relu_source = &sources
+        .iter()
+        .find(|(p, _)| p.ends_with("activation/relu.rs"))
+        .context("relu source")?
+        .1;
+    let relu_wasm = compiler
+        .compile(relu_source)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .wasm;
+    let relu_plugin = Plugin::load(sandbox, &relu_wasm)?;
+    for (name, hidden) in [
+        ("digits", vec![128usize, 128]),
+        ("mnist10k", vec![256, 256]),
+    ] {
+        let data = datasets::embedded(name)?;
+        let classes = data.classes().context("classification")?;
+        let (mut train, mut valid) = prepare::split(&data, 0.2, 0);
+        prepare::standardize(&mut train, &mut valid);
+        let config = TrainConfig {
+            hidden: hidden.clone(),
+            batch: 64,
+            epochs: 1,
+            min_steps: 0,
+            optimizer: Optimizer::Adam(AdamConfig::default()),
+        };
+        let objective = Objective::Classification { classes };
+        let widths: Vec<usize> = std::iter::once(train.cols)
+            .chain(hidden.iter().copied())
+            .chain(std::iter::once(classes))
+            .collect();
+        let per_row: f64 = widths
+            .windows(2)
+            .enumerate()
+            .map(|(l, w)| 2.0 * (w[0] * w[1]) as f64 * if l == 0 { 2.0 } else { 3.0 })
+            .sum();
+        let eval_per_row: f64 = widths.windows(2).map(|w| 2.0 * (w[0] * w[1]) as f64).sum();
+        let flops = per_row * train.rows as f64 + eval_per_row * valid.rows as f64;
+        let time = |act: &mut dyn model::Activation| -> anyhow::Result<(f64, u64)> {
+            let mut samples = Vec::new();
+            let mut steps = 0;
+            for seed in 0..3 {
+                let started = Instant::now();
+                let r = model::train(&config, objective, &train, &valid, seed, act, None)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                samples.push(started.elapsed().as_secs_f64());
+                steps = r.steps;
+            }
+            samples.sort_by(f64::total_cmp);
+            Ok((samples[1], steps))
+        };
+        let (native_s, steps) = time(&mut NativeActivation::relu())?;
+        let mut wasm_relu =
+            PluginActivation(relu_plugin.activation(sandbox, PluginLimits::default())?);
+        let (wasm_s, _) = time(&mut wasm_relu)?;
+        let arch = widths
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("-");
+        println!(
+            "| {name} | {arch} | {steps} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1}% |",
+            native_s * 1e3,
+            flops / native_s / 1e9,
+            wasm_s * 1e3,
+            flops / wasm_s / 1e9,
+            (wasm_s / native_s - 1.0) * 100.0
+        );
+    }
     Ok(())
 }
 
