@@ -36,6 +36,12 @@ fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let sources = baseline_sources(&root.join("plugins"))?;
     let sandbox = Sandbox::shared().context("sandbox")?;
+    // `hypoforge-bench training` runs that section alone (for profiling).
+    if std::env::args().nth(1).as_deref() == Some("training") {
+        let compiler =
+            Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        return training(&compiler, sandbox, &sources);
+    }
 
     println!(
         "## Compile and validate (all {} baseline plugins)\n",
