@@ -525,6 +525,20 @@ impl Instance {
         Ok(())
     }
 
+    /// Set `count` `f32`s of guest memory at `ptr` to `value`.
+    pub fn fill_f32(&mut self, ptr: u32, value: f32, count: usize) -> Result<(), SandboxError> {
+        let bytes = count
+            .checked_mul(4)
+            .ok_or_else(|| SandboxError::BadAbi(format!("{count} floats is too many")))?;
+        self.check_range(ptr, bytes)?;
+        let data = self.memory.data_mut(&mut self.store);
+        let pattern = value.to_le_bytes();
+        for chunk in data[ptr as usize..ptr as usize + bytes].chunks_exact_mut(4) {
+            chunk.copy_from_slice(&pattern);
+        }
+        Ok(())
+    }
+
     /// Copy `f32`s out of guest memory at `ptr`.
     pub fn read_f32(&mut self, ptr: u32, out: &mut [f32]) -> Result<(), SandboxError> {
         let bytes = size_of_val(out);

@@ -271,8 +271,8 @@ impl Guest {
     ) -> Result<(), SandboxError> {
         let ptr = self.buffer(slot, out.len() + GUARD_FLOATS)?;
         for canary in [CANARY, CANARY_CONFIRM] {
-            let fill = vec![f32::from_bits(canary); out.len() + GUARD_FLOATS];
-            self.instance.write_f32(ptr, &fill)?;
+            self.instance
+                .fill_f32(ptr, f32::from_bits(canary), out.len() + GUARD_FLOATS)?;
             call(&mut self.instance, ptr)?;
             self.instance.read_f32(ptr, out)?;
             let mut guard = [0f32; GUARD_FLOATS];
