@@ -177,12 +177,12 @@ fn entrant(
     let compiled = compiler
         .compile(source)
         .map_err(|e| format!("[{}] {}", e.class, e.message))?;
-    let report =
-        hypoforge_validate::validate(sandbox, &compiled.wasm, Some(kind), PluginLimits::default());
+    let plugin = Plugin::load_kind(sandbox, &compiled.wasm, kind)
+        .map_err(|e| format!("[{}] {e}", e.class()))?;
+    let report = hypoforge_validate::validate_plugin(sandbox, &plugin, PluginLimits::default());
     if let Some(error) = report.error {
         return Err(format!("[{}] {}", error.class, error.message));
     }
-    let plugin = Plugin::load_kind(sandbox, &compiled.wasm, kind).map_err(|e| e.to_string())?;
     Ok(Entrant {
         name: plugin.meta().name.clone(),
         hash: compiled.source_hash,

@@ -385,7 +385,7 @@ pub fn train(
     let mut step = 0u64;
     let mut train_loss = 0.0;
     for _ in 0..epochs {
-        shuffle(&mut order, &mut order_rng);
+        order_rng.shuffle(&mut order);
         let (mut sum, mut count) = (0.0f64, 0usize);
         for chunk in order.chunks(batch) {
             let rows = chunk.len();
@@ -482,13 +482,6 @@ fn evaluate(
         correct += right;
     }
     Ok((total / data.rows.max(1) as f64, correct))
-}
-
-/// Fisher–Yates with the trial's generator.
-fn shuffle(order: &mut [usize], rng: &mut Rng) {
-    for i in (1..order.len()).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
 }
 
 #[cfg(test)]

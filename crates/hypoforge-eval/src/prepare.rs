@@ -13,9 +13,7 @@ use crate::model::{Examples, Targets};
 pub fn split(dataset: &Dataset, validation_fraction: f64, seed: u64) -> (Examples, Examples) {
     let mut order: Vec<usize> = (0..dataset.rows).collect();
     let mut rng = Rng::new(seed ^ 0x5b1e_0000_0000_0003);
-    for i in (1..order.len()).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut order);
     let n_valid = ((dataset.rows as f64 * validation_fraction).round() as usize)
         .clamp(1, dataset.rows.saturating_sub(1).max(1));
     let (valid, train) = order.split_at(n_valid);

@@ -71,6 +71,16 @@ pub fn validate(
             };
         }
     };
+    validate_plugin(sandbox, &plugin, limits)
+}
+
+/// Run the checks of its kind on a plugin that is already loaded (for callers that go on to use
+/// it, so the module is compiled once). The budget is as in [`validate`].
+pub fn validate_plugin(sandbox: &Sandbox, plugin: &Plugin, mut limits: PluginLimits) -> Report {
+    limits.sandbox.expires_at = limits
+        .sandbox
+        .expires_at
+        .or_else(|| Some(Instant::now() + VALIDATION_BUDGET));
     let mut run = Run {
         checks: vec![CheckRecord {
             name: "loads".into(),
@@ -88,7 +98,7 @@ pub fn validate(
     };
     let ctx = Context {
         sandbox,
-        plugin: &plugin,
+        plugin,
         limits,
     };
     match plugin.meta().kind {
