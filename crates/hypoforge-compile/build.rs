@@ -5,7 +5,10 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const GUEST_TARGET: &str = "wasm32-unknown-unknown";
+#[path = "src/guest.rs"]
+mod guest;
+
+const GUEST_TARGET: &str = guest::TARGET;
 
 fn main() {
     let manifest_dir =
@@ -13,6 +16,7 @@ fn main() {
     let workspace = manifest_dir.join("../..");
     let sdk = workspace.join("crates/hypoforge-sdk");
     println!("cargo:rerun-if-changed={}", sdk.join("src").display());
+    println!("cargo:rerun-if-changed=src/guest.rs");
     println!(
         "cargo:rerun-if-changed={}",
         sdk.join("Cargo.toml").display()
@@ -71,7 +75,11 @@ fn main() {
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("-C{}", guest::TARGET_FEATURES),
+        );
     let output = cmd
         .output()
         .expect("cannot run cargo for the guest SDK build");

@@ -251,6 +251,7 @@ impl Sandbox {
             memory,
             panic_message,
             limits,
+            entries: 0,
         })
     }
 }
@@ -377,6 +378,8 @@ pub struct Instance {
     memory: Memory,
     panic_message: Option<TypedFunc<(), i32>>,
     limits: Limits,
+    /// Times guest code has been entered; see [`Instance::entries`].
+    entries: u64,
 }
 
 impl std::fmt::Debug for Instance {
@@ -423,6 +426,7 @@ impl Instance {
         fuel: u64,
     ) -> Result<R, SandboxError> {
         let deadline = arm(&mut self.store, fuel, &self.limits)?;
+        self.entries += 1;
         match func.call(&mut self.store, params) {
             Ok(r) => Ok(r),
             Err(e) => {
@@ -441,6 +445,13 @@ impl Instance {
         }
     }
 
+    /// How many times guest code has run in this instance. The guest may write anywhere in its
+    /// memory whenever it runs, so what the host knows about that memory holds only while this
+    /// count is unchanged.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
     /// Fuel left after the last call.
     pub fn fuel_left(&self) -> u64 {
         self.store.get_fuel().unwrap_or(0)
@@ -455,6 +466,7 @@ impl Instance {
             ..self.limits
         };
         arm(&mut self.store, 1_000_000, &report_limits).ok()?;
+        self.entries += 1;
         let at = func.call(&mut self.store, ()).ok()?;
         let mut len = [0u8; 4];
         self.read_bytes(at as u32, &mut len).ok()?;
@@ -532,11 +544,62 @@ impl Instance {
             .ok_or_else(|| SandboxError::BadAbi(format!("{count} floats is too many")))?;
         self.check_range(ptr, bytes)?;
         let data = self.memory.data_mut(&mut self.store);
-        let pattern = value.to_le_bytes();
-        for chunk in data[ptr as usize..ptr as usize + bytes].chunks_exact_mut(4) {
-            chunk.copy_from_slice(&pattern);
+        // 64-byte blocks compile to vector stores; 4-byte ones to a store per float.
+        let block: [u8; 64] = std::array::from_fn(|i| value.to_le_bytes()[i % 4]);
+        let mut blocks = data[ptr as usize..ptr as usize + bytes].chunks_exact_mut(64);
+        for chunk in &mut blocks {
+            chunk.copy_from_slice(&block);
+        }
+        for chunk in blocks.into_remainder().chunks_exact_mut(4) {
+            chunk.copy_from_slice(&block[..4]);
         }
         Ok(())
+    }
+
+    /// Copy `out.len()` floats out of guest memory at `ptr` and leave `refill` in their place,
+    /// in one pass; returns how many of them had exactly the bits of `marker`. This is the
+    /// read-back of a canary-checked output that also primes the buffer for the next call.
+    pub fn drain_f32(
+        &mut self,
+        ptr: u32,
+        out: &mut [f32],
+        marker: f32,
+        refill: f32,
+    ) -> Result<usize, SandboxError> {
+        let bytes = size_of_val(out);
+        self.check_range(ptr, bytes)?;
+        let data = self.memory.data_mut(&mut self.store);
+        let src = &mut data[ptr as usize..ptr as usize + bytes];
+        let marker = marker.to_bits();
+        let refill: [u8; 64] = std::array::from_fn(|i| refill.to_le_bytes()[i % 4]);
+        // Blocks of 16 through a local array, with a count per lane, vectorize; element by
+        // element, the interleaved loads and stores do not.
+        let mut lanes = [0u32; 16];
+        let mut outs = out.chunks_exact_mut(16);
+        let mut srcs = src.chunks_exact_mut(64);
+        for (o, chunk) in (&mut outs).zip(&mut srcs) {
+            let mut bits = [0u32; 16];
+            for (b, c) in bits.iter_mut().zip(chunk.chunks_exact(4)) {
+                *b = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            for ((v, &b), hit) in o.iter_mut().zip(&bits).zip(&mut lanes) {
+                *hit += u32::from(b == marker);
+                *v = f32::from_bits(b);
+            }
+            chunk.copy_from_slice(&refill);
+        }
+        let mut hits: u32 = lanes.iter().sum();
+        for (v, c) in outs
+            .into_remainder()
+            .iter_mut()
+            .zip(srcs.into_remainder().chunks_exact_mut(4))
+        {
+            let b = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            hits += u32::from(b == marker);
+            *v = f32::from_bits(b);
+            c.copy_from_slice(&refill[..4]);
+        }
+        Ok(hits as usize)
     }
 
     /// Copy `f32`s out of guest memory at `ptr`.

@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 use hypoforge_spec::{ErrorClass, ErrorRecord};
 use sha2::{Digest, Sha256};
 
+mod guest;
 pub mod policy;
 mod rustc;
 
 include!(concat!(env!("OUT_DIR"), "/guest_libs.rs"));
 
 /// Bumped when the rustc flags or crate root change, so cached modules are not reused.
-const RECIPE_VERSION: &str = "hypoforge-compile/1";
+const RECIPE_VERSION: &str = "hypoforge-compile/2";
 
 /// Limits on what compiling one hypothesis may cost.
 #[derive(Clone, Debug, PartialEq, Eq)]

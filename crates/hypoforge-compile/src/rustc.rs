@@ -55,7 +55,7 @@ impl Invocation<'_> {
                 "--crate-name",
                 "hypothesis",
             ])
-            .args(["--target", "wasm32-unknown-unknown", "--color", "never"])
+            .args(["--target", crate::guest::TARGET, "--color", "never"])
             .args([
                 "-C",
                 "opt-level=3",
@@ -63,6 +63,10 @@ impl Invocation<'_> {
                 "panic=abort",
                 "-C",
                 "debuginfo=0",
+                "-C",
+                crate::guest::TARGET_FEATURES,
+                "-C",
+                "llvm-args=-force-vector-interleave=4",
             ])
             .args([
                 "-C",

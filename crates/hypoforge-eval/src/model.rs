@@ -23,6 +23,17 @@ pub trait Activation {
     fn forward(&mut self, x: &[f32], y: &mut [f32]) -> Result<(), RunFailure>;
     /// `dy[i] = f'(x[i])`.
     fn derivative(&mut self, x: &[f32], dy: &mut [f32]) -> Result<(), RunFailure>;
+    /// Both at once, as training needs them: an implementation may share work between the
+    /// two (a sandboxed one copies `x` in once).
+    fn forward_with_derivative(
+        &mut self,
+        x: &[f32],
+        y: &mut [f32],
+        dy: &mut [f32],
+    ) -> Result<(), RunFailure> {
+        self.forward(x, y)?;
+        self.derivative(x, dy)
+    }
 }
 
 /// A penalty on each weight matrix (row-major `rows × cols`), added to the loss.
@@ -38,44 +49,35 @@ pub trait Regularizer {
     ) -> Result<(), RunFailure>;
 }
 
-/// An activation from two plain functions (reference implementations and tests).
-#[derive(Clone, Copy, Debug)]
-pub struct NativeActivation {
-    pub f: fn(f32) -> f32,
-    pub df: fn(f32) -> f32,
+/// Activations built into the host: the reference form of the activation slot when another kind
+/// is under test, and test fixtures. Each arm is its own loop, so each inlines and vectorizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NativeActivation {
+    Relu,
+    Identity,
+    Tanh,
 }
 
-impl NativeActivation {
-    pub fn relu() -> Self {
-        NativeActivation {
-            f: |x| x.max(0.0),
-            df: |x| if x > 0.0 { 1.0 } else { 0.0 },
-        }
-    }
-    pub fn identity() -> Self {
-        NativeActivation {
-            f: |x| x,
-            df: |_| 1.0,
-        }
-    }
-    pub fn tanh() -> Self {
-        NativeActivation {
-            f: f32::tanh,
-            df: |x| 1.0 - x.tanh() * x.tanh(),
-        }
+fn map(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = f(x);
     }
 }
 
 impl Activation for NativeActivation {
     fn forward(&mut self, x: &[f32], y: &mut [f32]) -> Result<(), RunFailure> {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = (self.f)(x);
+        match self {
+            NativeActivation::Relu => map(x, y, |x| if x > 0.0 { x } else { 0.0 }),
+            NativeActivation::Identity => y.copy_from_slice(x),
+            NativeActivation::Tanh => map(x, y, f32::tanh),
         }
         Ok(())
     }
     fn derivative(&mut self, x: &[f32], dy: &mut [f32]) -> Result<(), RunFailure> {
-        for (d, &x) in dy.iter_mut().zip(x) {
-            *d = (self.df)(x);
+        match self {
+            NativeActivation::Relu => map(x, dy, |x| if x > 0.0 { 1.0 } else { 0.0 }),
+            NativeActivation::Identity => dy.fill(1.0),
+            NativeActivation::Tanh => map(x, dy, |x| 1.0 - x.tanh() * x.tanh()),
         }
         Ok(())
     }
@@ -178,7 +180,9 @@ struct Buffers {
     /// Pre-activations `z` and activations `a` per layer (the last layer's `a` is unused).
     z: Vec<Vec<f32>>,
     a: Vec<Vec<f32>>,
-    /// Gradient with respect to `z`, and scratch for `f'(z)` / the gradient w.r.t. `a`.
+    /// `f'(z)` per hidden layer, from a training forward pass.
+    slope: Vec<Vec<f32>>,
+    /// Gradient with respect to `z`, and scratch for the gradient w.r.t. `a`.
     dz: Vec<Vec<f32>>,
     scratch: Vec<Vec<f32>>,
     dw: Vec<Vec<f32>>,
@@ -218,6 +222,7 @@ impl Mlp {
         Buffers {
             z: per_layer(&|l| batch * l.fan_out),
             a: per_layer(&|l| batch * l.fan_out),
+            slope: per_layer(&|l| batch * l.fan_out),
             dz: per_layer(&|l| batch * l.fan_out),
             scratch: per_layer(&|l| batch * l.fan_out.max(l.fan_in)),
             dw: per_layer(&|l| l.w.len()),
@@ -227,12 +232,14 @@ impl Mlp {
     }
 
     /// Forward pass of `rows` examples; the output layer's values end up in the last `buf.z`.
+    /// With `slopes`, also `f'(z)` for a following [`Mlp::backward`].
     fn forward(
         &self,
         x: &[f32],
         rows: usize,
         act: &mut dyn Activation,
         buf: &mut Buffers,
+        slopes: bool,
     ) -> Result<(), RunFailure> {
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -252,21 +259,20 @@ impl Mlp {
             );
             kernels::add_bias(z, &layer.b);
             if l < last {
-                act.forward(z, &mut after[0][..n])?;
+                if slopes {
+                    act.forward_with_derivative(z, &mut after[0][..n], &mut buf.slope[l][..n])?;
+                } else {
+                    act.forward(z, &mut after[0][..n])?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Backward pass after [`Mlp::forward`] on the same `x`, starting from the gradient of the
-    /// loss with respect to the outputs in `buf.dz[last]`; fills `buf.dw` and `buf.db`.
-    fn backward(
-        &self,
-        x: &[f32],
-        rows: usize,
-        act: &mut dyn Activation,
-        buf: &mut Buffers,
-    ) -> Result<(), RunFailure> {
+    /// Backward pass after [`Mlp::forward`] with slopes on the same `x`, starting from the
+    /// gradient of the loss with respect to the outputs in `buf.dz[last]`; fills `buf.dw` and
+    /// `buf.db`.
+    fn backward(&self, x: &[f32], rows: usize, buf: &mut Buffers) {
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];
             let n = rows * layer.fan_out;
@@ -296,12 +302,10 @@ impl Mlp {
                 da,
             );
             let dz_prev = &mut lower[l - 1][..prev];
-            act.derivative(&buf.z[l - 1][..prev], dz_prev)?;
-            for (d, g) in dz_prev.iter_mut().zip(da.iter()) {
-                *d *= g;
+            for ((d, g), s) in dz_prev.iter_mut().zip(da.iter()).zip(&buf.slope[l - 1]) {
+                *d = s * g;
             }
         }
-        Ok(())
     }
 }
 
@@ -390,7 +394,7 @@ pub fn train(
         for chunk in order.chunks(batch) {
             let rows = chunk.len();
             gather(&train.features, train.cols, chunk, &mut xb);
-            model.forward(&xb, rows, act, &mut buf)?;
+            model.forward(&xb, rows, act, &mut buf, true)?;
             let last = model.layers.len() - 1;
             let (mut loss, _) = loss_and_gradient(
                 objective,
@@ -401,7 +405,7 @@ pub fn train(
                 &mut labels,
                 &mut values,
             )?;
-            model.backward(&xb, rows, act, &mut buf)?;
+            model.backward(&xb, rows, &mut buf);
             if let Some(reg) = reg.as_deref_mut() {
                 for (l, layer) in model.layers.iter().enumerate() {
                     loss += f64::from(reg.penalty(&layer.w, layer.fan_out, layer.fan_in)?);
@@ -467,7 +471,7 @@ fn evaluate(
     let (mut total, mut correct) = (0.0f64, 0usize);
     for chunk in index.chunks(batch) {
         gather(&data.features, data.cols, chunk, &mut xb);
-        model.forward(&xb, chunk.len(), act, buf)?;
+        model.forward(&xb, chunk.len(), act, buf, false)?;
         let outputs = chunk.len() * objective.outputs();
         let (loss, right) = loss_and_gradient(
             objective,
@@ -506,7 +510,9 @@ mod tests {
     /// The loss of `model` on a fixed batch, in f64 from the f32 forward pass.
     fn batch_loss(model: &Mlp, x: &[f32], labels: &[u32], act: &mut dyn Activation) -> f64 {
         let mut buf = model.buffers(labels.len());
-        model.forward(x, labels.len(), act, &mut buf).unwrap();
+        model
+            .forward(x, labels.len(), act, &mut buf, false)
+            .unwrap();
         let last = model.layers.len() - 1;
         kernels::softmax_cross_entropy(&buf.z[last][..labels.len() * 3], labels, 3, None).0
     }
@@ -517,13 +523,13 @@ mod tests {
         let model = Mlp::new(4, &[5, 6], 3, &mut rng);
         let x: Vec<f32> = (0..8 * 4).map(|_| rng.normal() as f32).collect();
         let labels: Vec<u32> = (0..8).map(|i| i % 3).collect();
-        let mut act = NativeActivation::tanh();
+        let mut act = NativeActivation::Tanh;
         let mut buf = model.buffers(8);
-        model.forward(&x, 8, &mut act, &mut buf).unwrap();
+        model.forward(&x, 8, &mut act, &mut buf, true).unwrap();
         let last = model.layers.len() - 1;
         let logits = buf.z[last][..24].to_vec();
         kernels::softmax_cross_entropy(&logits, &labels, 3, Some(&mut buf.dz[last][..24]));
-        model.backward(&x, 8, &mut act, &mut buf).unwrap();
+        model.backward(&x, 8, &mut buf);
         let h = 1e-2f32;
         let mut worst = 0.0f64;
         for l in 0..model.layers.len() {
@@ -580,11 +586,11 @@ mod tests {
             )
             .unwrap()
         };
-        let a = run(7, &mut NativeActivation::relu());
-        let b = run(7, &mut NativeActivation::relu());
+        let a = run(7, &mut NativeActivation::Relu);
+        let b = run(7, &mut NativeActivation::Relu);
         assert_eq!(a.val_loss.to_bits(), b.val_loss.to_bits());
         assert_eq!(a.train_loss.to_bits(), b.train_loss.to_bits());
-        let c = run(8, &mut NativeActivation::relu());
+        let c = run(8, &mut NativeActivation::Relu);
         assert_ne!(a.val_loss.to_bits(), c.val_loss.to_bits());
         assert_eq!(a.steps, 2 * 300usize.div_ceil(64) as u64);
     }
@@ -606,8 +612,8 @@ mod tests {
             )
             .unwrap()
         };
-        let relu = run(&mut NativeActivation::relu());
-        let identity = run(&mut NativeActivation::identity());
+        let relu = run(&mut NativeActivation::Relu);
+        let identity = run(&mut NativeActivation::Identity);
         assert!(relu.val_accuracy.unwrap() > 0.9, "{relu:?}");
         assert!(identity.val_accuracy.unwrap() < 0.7, "{identity:?}");
         assert!(relu.val_loss < identity.val_loss);
@@ -631,7 +637,7 @@ mod tests {
             &train_set,
             &valid,
             1,
-            &mut NativeActivation::relu(),
+            &mut NativeActivation::Relu,
             None,
         )
         .unwrap();
@@ -655,7 +661,7 @@ mod tests {
             &train_set,
             &valid,
             1,
-            &mut NativeActivation::relu(),
+            &mut NativeActivation::Relu,
             None,
         )
         .unwrap();
@@ -715,7 +721,7 @@ mod tests {
             &train_set,
             &valid,
             1,
-            &mut NativeActivation::relu(),
+            &mut NativeActivation::Relu,
             Some(&mut NanPenalty),
         )
         .unwrap_err();

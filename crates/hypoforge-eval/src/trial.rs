@@ -32,6 +32,16 @@ impl Activation for PluginActivation {
     fn derivative(&mut self, x: &[f32], dy: &mut [f32]) -> Result<(), RunFailure> {
         self.0.derivative(x, dy).map_err(sandbox_failure)
     }
+    fn forward_with_derivative(
+        &mut self,
+        x: &[f32],
+        y: &mut [f32],
+        dy: &mut [f32],
+    ) -> Result<(), RunFailure> {
+        self.0
+            .forward_with_derivative(x, y, dy)
+            .map_err(sandbox_failure)
+    }
 }
 
 /// A sandboxed regularizer plugin in the model's slot.
@@ -123,7 +133,7 @@ fn try_trial(
         Target::Regression { .. } => Objective::Regression,
     };
     let (mut train, mut valid) = prepare::split(dataset, task.validation_fraction, seed);
-    let mut relu = NativeActivation::relu();
+    let mut relu = NativeActivation::Relu;
     match component.meta().kind {
         ComponentKind::Activation => {
             prepare::standardize(&mut train, &mut valid);

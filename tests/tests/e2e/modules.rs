@@ -300,6 +300,97 @@ fn leaving_outputs_unwritten_breaks_the_abi() {
     );
 }
 
+/// Calls `forward` on `n`-element inputs of a loaded `wasm` activation, one result per length.
+fn forward_calls(wasm: &[u8], lengths: &[usize]) -> Vec<Result<(), String>> {
+    let plugin = hypoforge_plugin::Plugin::load(sandbox(), wasm).expect("loads");
+    let mut act = plugin
+        .activation(sandbox(), hypoforge_plugin::PluginLimits::default())
+        .expect("instantiates");
+    lengths
+        .iter()
+        .map(|&n| {
+            let x = vec![0.25f32; n];
+            let mut y = vec![0.0f32; n];
+            act.forward(&x, &mut y).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn outputs_written_only_on_the_first_call_are_caught_on_the_second() {
+    // The host refills each output buffer with the canary as it reads it back, instead of
+    // before the next call; a plugin that stops writing must still be caught.
+    let wasm = activation(|m| {
+        m.extra = "(global $calls (mut i32) (i32.const 0))".into();
+        m.forward = "(if (i32.eqz (global.get $calls))
+      (then (call $fill (local.get $out) (local.get $n) (f32.const 0.5))))
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (i32.const 0)"
+            .into();
+    });
+    let results = forward_calls(&wasm, &[100, 100, 100]);
+    assert_eq!(results[0], Ok(()));
+    for r in &results[1..] {
+        let e = r.as_ref().expect_err("unwritten outputs pass");
+        assert!(e.contains("left 100 of 100 outputs unwritten"), "{e}");
+    }
+}
+
+#[test]
+fn writing_beyond_the_guard_zone_cannot_hide_unwritten_outputs_of_a_longer_call() {
+    // Call 1 (8 elements) also writes far past its guard zone, where call 2 (40 elements,
+    // same guest buffer) has outputs it leaves unwritten. Only the guarded range of call 1
+    // is known to hold the canary afterwards; the rest must be refilled.
+    let wasm = activation(|m| {
+        m.extra = "(global $calls (mut i32) (i32.const 0))".into();
+        m.forward = "(call $fill (local.get $out) (i32.const 8) (f32.const 0.5))
+    (if (i32.eqz (global.get $calls))
+      (then (call $fill (i32.add (local.get $out) (i32.const 128)) (i32.const 32) (f32.const 0.5))))
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (i32.const 0)"
+            .into();
+    });
+    let results = forward_calls(&wasm, &[8, 40]);
+    assert_eq!(
+        results[0],
+        Ok(()),
+        "32 floats past an 8-element output lie beyond the guard"
+    );
+    let e = results[1]
+        .as_ref()
+        .expect_err("stale values passed as outputs");
+    assert!(e.contains("left 32 of 40 outputs unwritten"), "{e}");
+}
+
+#[test]
+fn forward_with_derivative_matches_the_two_calls() {
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/activation/gelu.rs"),
+    )
+    .unwrap();
+    let wasm = compile(&source);
+    let plugin = hypoforge_plugin::Plugin::load(sandbox(), &wasm).unwrap();
+    let limits = hypoforge_plugin::PluginLimits::default();
+    let mut act = plugin.activation(sandbox(), limits).unwrap();
+    let x: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 97.0).collect();
+    let (mut y1, mut d1, mut y2, mut d2) = (
+        vec![0.0; 1000],
+        vec![0.0; 1000],
+        vec![0.0; 1000],
+        vec![0.0; 1000],
+    );
+    act.forward_with_derivative(&x, &mut y1, &mut d1).unwrap();
+    act.forward(&x, &mut y2).unwrap();
+    act.derivative(&x, &mut d2).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&y1), bits(&y2));
+    assert_eq!(bits(&d1), bits(&d2));
+    assert!(
+        d1.iter().any(|&d| d != 1.0) && y1 != x,
+        "GELU is not the identity"
+    );
+}
+
 #[test]
 fn integer_division_by_zero_is_a_trap() {
     let wasm = activation(|m| {
