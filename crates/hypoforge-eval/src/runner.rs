@@ -266,6 +266,47 @@ mod tests {
     }
 
     #[test]
+    fn identity_loses_to_the_panel_on_the_non_linear_quick_tasks() {
+        let compiler = Compiler::new(None, Limits::default()).unwrap();
+        let entrants: Vec<Entrant> = crate::baselines::sources(ComponentKind::Activation)
+            .iter()
+            .map(|(_, source)| entrant(&compiler, source, true))
+            .collect();
+        let non_linear = ["two_moons", "circles", "spirals", "xor"];
+        let mut suite = crate::tasks::suite("quick").unwrap();
+        suite
+            .tasks
+            .retain(|t| non_linear.contains(&t.name.as_str()));
+        assert_eq!(
+            suite.tasks.len(),
+            non_linear.len(),
+            "the quick suite changed"
+        );
+        let plan = Plan {
+            kind: ComponentKind::Activation,
+            suite: &suite,
+            seeds: 3,
+            extra_datasets: &[],
+            limits: PluginLimits::default(),
+        };
+        let eval = evaluate(&plan, &entrants, Sandbox::shared().unwrap(), &|_, _| {}).unwrap();
+        let by_name = |name: &str| eval.results.iter().find(|r| r.name == name).unwrap();
+        let (identity, relu) = (by_name("identity"), by_name("relu"));
+        for task in &identity.per_task {
+            assert!(
+                task.b_wr < 0.2,
+                "identity's B-WR on {} is {}, want < 0.2",
+                task.task,
+                task.b_wr
+            );
+        }
+        assert!(
+            identity.b_wr < 0.2 && relu.b_wr > 0.5,
+            "{identity:?} {relu:?}"
+        );
+    }
+
+    #[test]
     fn a_copy_of_a_baseline_ties_with_it_and_inherits_its_record() {
         let compiler = Compiler::new(None, Limits::default()).unwrap();
         let mut entrants = activation_panel(&compiler);
