@@ -220,18 +220,21 @@ impl Dual {
 }
 
 impl PartialOrd for Dual {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         self.v.partial_cmp(&other.v)
     }
 }
 
 impl PartialEq<f32> for Dual {
+    #[inline]
     fn eq(&self, other: &f32) -> bool {
         self.v == *other
     }
 }
 
 impl PartialOrd<f32> for Dual {
+    #[inline]
     fn partial_cmp(&self, other: &f32) -> Option<Ordering> {
         self.v.partial_cmp(other)
     }
@@ -359,55 +362,70 @@ impl Real for Dual {
     fn value(self) -> f32 {
         self.v
     }
+    #[inline]
     fn exp(self) -> Self {
         let e = libm::expf(self.v);
         self.chain(e, e)
     }
+    #[inline]
     fn exp_m1(self) -> Self {
         self.chain(libm::expm1f(self.v), libm::expf(self.v))
     }
+    #[inline]
     fn ln(self) -> Self {
         self.chain(libm::logf(self.v), 1.0 / self.v)
     }
+    #[inline]
     fn ln_1p(self) -> Self {
         self.chain(libm::log1pf(self.v), 1.0 / (1.0 + self.v))
     }
+    #[inline]
     fn sqrt(self) -> Self {
         let s = libm::sqrtf(self.v);
         self.chain(s, 0.5 / s)
     }
+    #[inline]
     fn powf(self, p: f32) -> Self {
         self.chain(libm::powf(self.v, p), p * libm::powf(self.v, p - 1.0))
     }
+    #[inline]
     fn powi(self, n: i32) -> Self {
         let nf = n as f32;
         self.chain(libm::powf(self.v, nf), nf * libm::powf(self.v, nf - 1.0))
     }
+    #[inline]
     fn sin(self) -> Self {
         self.chain(libm::sinf(self.v), libm::cosf(self.v))
     }
+    #[inline]
     fn cos(self) -> Self {
         self.chain(libm::cosf(self.v), -libm::sinf(self.v))
     }
+    #[inline]
     fn tanh(self) -> Self {
         let t = libm::tanhf(self.v);
         self.chain(t, 1.0 - t * t)
     }
+    #[inline]
     fn sinh(self) -> Self {
         self.chain(libm::sinhf(self.v), libm::coshf(self.v))
     }
+    #[inline]
     fn cosh(self) -> Self {
         self.chain(libm::coshf(self.v), libm::sinhf(self.v))
     }
+    #[inline]
     fn atan(self) -> Self {
         self.chain(libm::atanf(self.v), 1.0 / (1.0 + self.v * self.v))
     }
+    #[inline]
     fn erf(self) -> Self {
         self.chain(
             libm::erff(self.v),
             TWO_OVER_SQRT_PI * libm::expf(-self.v * self.v),
         )
     }
+    #[inline]
     fn abs(self) -> Self {
         let slope = if self.v > 0.0 {
             1.0
@@ -418,16 +436,20 @@ impl Real for Dual {
         };
         self.chain(libm::fabsf(self.v), slope)
     }
+    #[inline]
     fn max(self, other: Self) -> Self {
         if other.v > self.v { other } else { self }
     }
+    #[inline]
     fn min(self, other: Self) -> Self {
         if other.v < self.v { other } else { self }
     }
+    #[inline]
     fn sigmoid(self) -> Self {
         let s = sigmoid_f32(self.v);
         self.chain(s, s * (1.0 - s))
     }
+    #[inline]
     fn softplus(self) -> Self {
         self.chain(softplus_f32(self.v), sigmoid_f32(self.v))
     }

@@ -304,7 +304,7 @@ fn leaving_outputs_unwritten_breaks_the_abi() {
 fn forward_calls(wasm: &[u8], lengths: &[usize]) -> Vec<Result<(), String>> {
     let plugin = hypoforge_plugin::Plugin::load(sandbox(), wasm).expect("loads");
     let mut act = plugin
-        .activation(sandbox(), hypoforge_plugin::PluginLimits::default())
+        .activation(sandbox(), PluginLimits::default())
         .expect("instantiates");
     lengths
         .iter()
@@ -370,7 +370,7 @@ fn forward_with_derivative_matches_the_two_calls() {
     .unwrap();
     let wasm = compile(&source);
     let plugin = hypoforge_plugin::Plugin::load(sandbox(), &wasm).unwrap();
-    let limits = hypoforge_plugin::PluginLimits::default();
+    let limits = PluginLimits::default();
     let mut act = plugin.activation(sandbox(), limits).unwrap();
     let x: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 97.0).collect();
     let (mut y1, mut d1, mut y2, mut d2) = (
