@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 #[path = "src/guest.rs"]
+#[allow(dead_code)] // the hypothesis-build half is the library's
 mod guest;
 
 const GUEST_TARGET: &str = guest::TARGET;
@@ -76,10 +77,7 @@ fn main() {
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            format!("-C{}", guest::TARGET_FEATURES),
-        );
+        .env("CARGO_ENCODED_RUSTFLAGS", guest::LIBRARY_RUSTFLAGS);
     let output = cmd
         .output()
         .expect("cannot run cargo for the guest SDK build");

@@ -71,8 +71,15 @@ fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let sources = baseline_sources(&root.join("plugins"))?;
     let sandbox = Sandbox::shared().context("sandbox")?;
-    // `hypoforge-bench training` runs that section alone (for profiling).
-    if std::env::args().nth(1).as_deref() == Some("training") {
+    // `hypoforge-bench training` and `hypoforge-bench overhead` run one section alone (for
+    // profiling).
+    let section = std::env::args().nth(1);
+    if section.as_deref() == Some("overhead") {
+        let compiler =
+            Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        return overhead(&compiler, sandbox, &sources);
+    }
+    if section.as_deref() == Some("training") {
         let compiler =
             Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let timings = training(&compiler, sandbox, &sources)?;
@@ -120,10 +127,25 @@ fn main() -> anyhow::Result<()> {
     println!("| step | median | p90 | samples |");
     println!("|---|---:|---:|---:|");
     row("compiler start-up (unpack the guest SDK)", &mut setup);
-    row("compile, cold (policy + rustc, opt-level=3)", &mut cold);
+    row(
+        "compile, cold (policy + rustc: opt-level=3, thin LTO)",
+        &mut cold,
+    );
     row("compile, cached (content-addressed hit)", &mut cached);
     row("validate (sandbox compile + all checks)", &mut validate);
 
+    let compiler = Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    overhead(&compiler, sandbox, &sources)?;
+    let timings = training(&compiler, sandbox, &sources)?;
+    against_pytorch(&compiler, sandbox, &sources, &root, &timings)
+}
+
+/// The sandbox's cost per element, `f` and `f′`, against the same source compiled natively.
+fn overhead(
+    compiler: &Compiler,
+    sandbox: &Sandbox,
+    sources: &[(PathBuf, Vec<u8>)],
+) -> anyhow::Result<()> {
     println!(
         "\n## Sandbox overhead per element: activation in WebAssembly vs the same source native\n"
     );
@@ -134,17 +156,18 @@ fn main() -> anyhow::Result<()> {
         "Default engine, and one built with `SandboxOptions {{ canonicalize_nans: true }}`.\n"
     );
     println!(
-        "| activation | n | native ns/elem | sandbox ns/elem | ratio | NaN-canonicalizing ns/elem | ratio |"
+        "| activation | n | function | native ns/elem | sandbox ns/elem | ratio | NaN-canonicalizing ns/elem | ratio |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    let compiler = Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("|---|---:|---|---:|---:|---:|---:|---:|");
     let canonical = Sandbox::with_options(SandboxOptions {
         canonicalize_nans: true,
     })?;
-    for (name, native) in [
-        ("gelu", native_gelu::native as fn(f32) -> f32),
-        ("relu", native_relu::native),
-    ] {
+    type Pair = (fn(f32) -> f32, fn(f32) -> f32);
+    let natives: [(&str, Pair); 2] = [
+        ("gelu", (native_gelu::native, native_gelu::slope)),
+        ("relu", (native_relu::native, native_relu::slope)),
+    ];
+    for (name, (native_f, native_df)) in natives {
         let source = &sources
             .iter()
             .find(|(p, _)| p.ends_with(format!("activation/{name}.rs")))
@@ -165,23 +188,25 @@ fn main() -> anyhow::Result<()> {
             let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
             let mut y = vec![0.0f32; n];
             let reps = (1 << 24) / n;
-            let native_t = time_per_element(reps, n, || {
-                for (y, &x) in y.iter_mut().zip(black_box(&x)) {
-                    *y = native(x);
-                }
-                black_box(&y);
-            });
-            let wasm_t = time_plugin(&mut default_engine, &x, &mut y, reps)?;
-            let canonical_t = time_plugin(&mut canonical_engine, &x, &mut y, reps)?;
-            println!(
-                "| {name} | {n} | {native_t:.2} | {wasm_t:.2} | {:.1}× | {canonical_t:.2} | {:.1}× |",
-                wasm_t / native_t,
-                canonical_t / native_t
-            );
+            for (function, derivative, native) in [("f", false, native_f), ("f′", true, native_df)]
+            {
+                let native_t = time_per_element(reps, n, || {
+                    for (y, &x) in y.iter_mut().zip(black_box(&x)) {
+                        *y = native(x);
+                    }
+                    black_box(&y);
+                });
+                let wasm_t = time_plugin(&mut default_engine, derivative, &x, &mut y, reps)?;
+                let canonical_t = time_plugin(&mut canonical_engine, derivative, &x, &mut y, reps)?;
+                println!(
+                    "| {name} | {n} | {function} | {native_t:.2} | {wasm_t:.2} | {:.1}× | {canonical_t:.2} | {:.1}× |",
+                    wasm_t / native_t,
+                    canonical_t / native_t
+                );
+            }
         }
     }
-    let timings = training(&compiler, sandbox, &sources)?;
-    against_pytorch(&compiler, sandbox, &sources, &root, &timings)
+    Ok(())
 }
 
 /// One-pass training on the reference networks, one thread: per-trial time, the GEMM work's
@@ -495,11 +520,22 @@ fn median(samples: &mut [f64]) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// Nanoseconds per element of `act.forward` over `x`.
-fn time_plugin(act: &mut Activation, x: &[f32], y: &mut [f32], reps: usize) -> anyhow::Result<f64> {
+/// Nanoseconds per element of `act.forward` (or `act.derivative`) over `x`.
+fn time_plugin(
+    act: &mut Activation,
+    derivative: bool,
+    x: &[f32],
+    y: &mut [f32],
+    reps: usize,
+) -> anyhow::Result<f64> {
     let mut failure = None;
     let t = time_per_element(reps, x.len(), || {
-        if let Err(e) = act.forward(black_box(x), y) {
+        let result = if derivative {
+            act.derivative(black_box(x), y)
+        } else {
+            act.forward(black_box(x), y)
+        };
+        if let Err(e) = result {
             failure = Some(e);
         }
         black_box(&y);

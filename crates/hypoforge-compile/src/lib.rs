@@ -21,7 +21,8 @@ mod rustc;
 
 include!(concat!(env!("OUT_DIR"), "/guest_libs.rs"));
 
-/// Bumped when the rustc flags or crate root change, so cached modules are not reused.
+/// Bumped when the rustc invocation or crate root change, so cached modules are not reused (the
+/// codegen flags in `guest.rs` are part of the cache key themselves).
 const RECIPE_VERSION: &str = "hypoforge-compile/2";
 
 /// Limits on what compiling one hypothesis may cost.
@@ -120,7 +121,10 @@ impl Compiler {
             None => None,
         };
         let recipe_digest = hex::encode(Sha256::digest(format!(
-            "{RECIPE_VERSION}\n{BUILD_RUSTC_VERSION}\n{libs_digest}"
+            "{RECIPE_VERSION}\n{BUILD_RUSTC_VERSION}\n{libs_digest}\n{}\n{:?}\n{}",
+            guest::TARGET_FEATURES,
+            guest::HYPOTHESIS_CODEGEN,
+            guest::LIBRARY_RUSTFLAGS
         )));
         Ok(Compiler {
             rustc,

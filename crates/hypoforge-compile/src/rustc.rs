@@ -65,9 +65,12 @@ impl Invocation<'_> {
                 "debuginfo=0",
                 "-C",
                 crate::guest::TARGET_FEATURES,
-                "-C",
-                "llvm-args=-force-vector-interleave=4",
             ])
+            .args(
+                crate::guest::HYPOTHESIS_CODEGEN
+                    .iter()
+                    .flat_map(|flag| ["-C", flag]),
+            )
             .args([
                 "-C",
                 "strip=symbols",
