@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hypoforge_compile::Compiler;
@@ -50,6 +51,11 @@ pub struct Args {
     /// suites can name; they take precedence over embedded datasets of the same name.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Wall-clock limit on one component's trial, in seconds; a trial past it is lost (a
+    /// deadline). A backstop against plugins that are slow on every element, not a race: quick
+    /// suite trials take well under a second. 0 turns it off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    trial_timeout: f64,
     #[command(flatten)]
     compile: CompileArgs,
 }
@@ -59,6 +65,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
+    let trial_time_limit = match Duration::try_from_secs_f64(args.trial_timeout) {
+        Ok(d) if d.is_zero() => None,
+        Ok(d) => Some(d),
+        Err(_) => bail!(
+            "--trial-timeout must be a number of seconds, 0 or more (0 turns the limit off), not {}",
+            args.trial_timeout
+        ),
+    };
     let files = if args.paths.is_empty() {
         Vec::new()
     } else {
@@ -98,6 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         seeds: args.seeds,
         extra_datasets: &extra,
         limits: PluginLimits::default(),
+        trial_time_limit,
     };
     let trials = suite.tasks.len() as u64 * args.seeds;
     eprintln!(

@@ -638,4 +638,16 @@ fn evaluate_usage_errors_exit_2_and_say_what_to_fix() {
     assert!(stderr(&out).contains("quick"), "{}", stderr(&out));
     let out = hypoforge(&["evaluate"], cache.path());
     assert_eq!(code(&out), 2);
+    for bad in ["-1", "NaN", "inf", "1e30"] {
+        let out = evaluate(
+            &["--kind", "activation", &format!("--trial-timeout={bad}")],
+            cache.path(),
+        );
+        assert_eq!(code(&out), 2, "--trial-timeout={bad}");
+        assert!(
+            stderr(&out).contains("--trial-timeout must be a number of seconds"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! its trial alone, so the results are the same whatever the number of threads.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use hypoforge_plugin::{Plugin, PluginLimits};
 use hypoforge_sandbox::Sandbox;
@@ -85,6 +86,8 @@ pub struct Plan<'a> {
     /// Datasets from `--data-dir`, found by name before the embedded ones.
     pub extra_datasets: &'a [Dataset],
     pub limits: PluginLimits,
+    /// Wall-clock limit on one component's trial; see [`run_trial`].
+    pub trial_time_limit: Option<Duration>,
 }
 
 /// Evaluate `entrants` (baselines and candidates of `plan.kind`) on `plan.seeds` seeds of every
@@ -101,6 +104,7 @@ pub fn evaluate(
         seeds,
         extra_datasets,
         limits,
+        trial_time_limit,
     } = *plan;
     if seeds == 0 {
         return Err(RunnerError::NoSeeds);
@@ -138,6 +142,7 @@ pub fn evaluate(
                 &entrants[e].plugin,
                 sandbox,
                 limits,
+                trial_time_limit,
             );
             progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
             outcome
@@ -261,6 +266,7 @@ mod tests {
             seeds,
             extra_datasets: &[],
             limits: PluginLimits::default(),
+            trial_time_limit: None,
         };
         evaluate(&plan, entrants, Sandbox::shared().unwrap(), &|_, _| {})
     }
@@ -288,6 +294,7 @@ mod tests {
             seeds: 3,
             extra_datasets: &[],
             limits: PluginLimits::default(),
+            trial_time_limit: None,
         };
         let eval = evaluate(&plan, &entrants, Sandbox::shared().unwrap(), &|_, _| {}).unwrap();
         let by_name = |name: &str| eval.results.iter().find(|r| r.name == name).unwrap();
@@ -382,6 +389,51 @@ mod tests {
             run(&lonely, 1),
             Err(RunnerError::PanelTooSmall(_))
         ));
+    }
+
+    #[test]
+    fn a_trial_past_its_time_limit_is_lost_with_that_cause() {
+        let compiler = Compiler::new(None, Limits::default()).unwrap();
+        let mut entrants = activation_panel(&compiler);
+        // Some 20k instructions per element: within the per-call fuel budget (50k per element),
+        // about half a second per trial, far past the 150 ms it gets here.
+        entrants.push(entrant(
+            &compiler,
+            "use hypoforge_sdk::prelude::*;\n\
+             fn f<R: Real>(x: R) -> R {\n\
+                 let mut y = x;\n\
+                 for i in 0..1_500 { y = y * 0.999_999 + x * (i as f32 * 1e-12); }\n\
+                 y\n\
+             }\n\
+             activation!(name = \"sluggish\", f = f);\n",
+            false,
+        ));
+        let suite = small_suite();
+        let plan = Plan {
+            kind: ComponentKind::Activation,
+            suite: &suite,
+            seeds: 1,
+            extra_datasets: &[],
+            limits: PluginLimits::default(),
+            trial_time_limit: Some(Duration::from_millis(150)),
+        };
+        let started = std::time::Instant::now();
+        let eval = evaluate(&plan, &entrants, Sandbox::shared().unwrap(), &|_, _| {}).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the limit did not bite"
+        );
+        let slow = eval.results.iter().find(|r| r.name == "sluggish").unwrap();
+        assert_eq!(slow.failed_trials, 2, "{:?}", slow.failures);
+        assert!(
+            slow.failures
+                .iter()
+                .all(|f| f.contains("ran past its time limit of 0.15 s")),
+            "{:?}",
+            slow.failures
+        );
+        let relu = eval.results.iter().find(|r| r.name == "relu").unwrap();
+        assert_eq!(relu.failed_trials, 0, "the fast entrants finish within it");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! the same split, initialization and batch order (they all derive from the trial's seed), which
 //! is what makes the comparison with the baselines paired.
 
+use std::time::{Duration, Instant};
+
 use hypoforge_plugin::{Plugin, PluginLimits};
 use hypoforge_sandbox::{Sandbox, SandboxError};
 use hypoforge_spec::{ComponentKind, ErrorClass};
@@ -97,22 +99,43 @@ pub fn apply_preprocessor(
 
 /// Train one component on one trial `(task, seed)` and report how it did. Components outside
 /// the slot take their reference form: ReLU, standardization, no regularizer.
+///
+/// `time_limit` bounds the whole trial in wall-clock time (the plugin's calls fail once it has
+/// passed), so that a plugin slow on every element cannot stall an evaluation for hours within
+/// its per-call budgets. Unlike those budgets it depends on the machine and its load; it is
+/// meant as a generous backstop.
 pub fn run_trial(
     task: &Task,
     dataset: &Dataset,
     seed: u64,
     component: &Plugin,
     sandbox: &Sandbox,
-    limits: PluginLimits,
+    mut limits: PluginLimits,
+    time_limit: Option<Duration>,
 ) -> RunOutcome {
+    let started = Instant::now();
+    if let Some(limit) = time_limit {
+        let end = started + limit;
+        limits.sandbox.expires_at = Some(limits.sandbox.expires_at.map_or(end, |t| t.min(end)));
+    }
     match try_trial(task, dataset, seed, component, sandbox, limits) {
         Ok(r) => RunOutcome::Finished {
             val_loss: r.val_loss,
             val_accuracy: r.val_accuracy,
         },
-        Err(e) => RunOutcome::Failed {
-            cause: e.to_string(),
-        },
+        Err(e) => {
+            let cause = match time_limit {
+                Some(limit) if e.class == ErrorClass::Deadline && started.elapsed() >= limit => {
+                    format!(
+                        "{}: the trial ran past its time limit of {} s",
+                        e.class,
+                        limit.as_secs_f64()
+                    )
+                }
+                _ => e.to_string(),
+            };
+            RunOutcome::Failed { cause }
+        }
     }
 }
 
@@ -215,6 +238,7 @@ mod tests {
                     p,
                     sandbox,
                     PluginLimits::default(),
+                    None,
                 ))
             })
             .collect()
@@ -253,16 +277,40 @@ mod tests {
         let (task, data) = quick_task("two_moons");
         let relu = plugin(include_str!("../../../plugins/activation/relu.rs"));
         let sandbox = Sandbox::shared().unwrap();
-        let a = run_trial(&task, &data, 9, &relu, sandbox, PluginLimits::default());
-        let b = run_trial(&task, &data, 9, &relu, sandbox, PluginLimits::default());
+        let a = run_trial(
+            &task,
+            &data,
+            9,
+            &relu,
+            sandbox,
+            PluginLimits::default(),
+            None,
+        );
+        let b = run_trial(
+            &task,
+            &data,
+            9,
+            &relu,
+            sandbox,
+            PluginLimits::default(),
+            None,
+        );
         assert_eq!(loss(&a).to_bits(), loss(&b).to_bits());
         // The regularizer kind trains with the native ReLU and `none` adds nothing, so its
         // trial is the activation trial with the plugin ReLU, bit for bit.
         let none = plugin(include_str!("../../../plugins/regularizer/none.rs"));
-        let c = run_trial(&task, &data, 9, &none, sandbox, PluginLimits::default());
+        let c = run_trial(
+            &task,
+            &data,
+            9,
+            &none,
+            sandbox,
+            PluginLimits::default(),
+            None,
+        );
         assert_eq!(loss(&a).to_bits(), loss(&c).to_bits());
         let l2 = plugin(include_str!("../../../plugins/regularizer/l2.rs"));
-        let d = run_trial(&task, &data, 9, &l2, sandbox, PluginLimits::default());
+        let d = run_trial(&task, &data, 9, &l2, sandbox, PluginLimits::default(), None);
         assert_ne!(loss(&a).to_bits(), loss(&d).to_bits());
     }
 
@@ -275,7 +323,15 @@ mod tests {
              activation!(name = \"fragile\", f = f);\n",
         );
         let sandbox = Sandbox::shared().unwrap();
-        let outcome = run_trial(&task, &data, 1, &fragile, sandbox, PluginLimits::default());
+        let outcome = run_trial(
+            &task,
+            &data,
+            1,
+            &fragile,
+            sandbox,
+            PluginLimits::default(),
+            None,
+        );
         match outcome {
             RunOutcome::Failed { cause } => {
                 assert!(
