@@ -11,6 +11,7 @@
 //! The sandbox knows the plugin protocol's generic parts (the ABI section, the guest allocator,
 //! the panic report) but nothing about what a plugin computes.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -527,32 +528,21 @@ impl Instance {
 
     /// Copy `f32`s into guest memory at `ptr`.
     pub fn write_f32(&mut self, ptr: u32, values: &[f32]) -> Result<(), SandboxError> {
-        let bytes = size_of_val(values);
-        self.check_range(ptr, bytes)?;
-        let data = self.memory.data_mut(&mut self.store);
-        let dst = &mut data[ptr as usize..ptr as usize + bytes];
-        for (chunk, v) in dst.chunks_exact_mut(4).zip(values) {
-            chunk.copy_from_slice(&v.to_le_bytes());
-        }
+        let range = self.float_range(ptr, values.len())?;
+        with_words(&mut self.memory.data_mut(&mut self.store)[range], |words| {
+            for (w, v) in words.iter_mut().zip(values) {
+                *w = v.to_bits();
+            }
+        });
         Ok(())
     }
 
     /// Set `count` `f32`s of guest memory at `ptr` to `value`.
     pub fn fill_f32(&mut self, ptr: u32, value: f32, count: usize) -> Result<(), SandboxError> {
-        let bytes = count
-            .checked_mul(4)
-            .ok_or_else(|| SandboxError::BadAbi(format!("{count} floats is too many")))?;
-        self.check_range(ptr, bytes)?;
-        let data = self.memory.data_mut(&mut self.store);
-        // 64-byte blocks compile to vector stores; 4-byte ones to a store per float.
-        let block: [u8; 64] = std::array::from_fn(|i| value.to_le_bytes()[i % 4]);
-        let mut blocks = data[ptr as usize..ptr as usize + bytes].chunks_exact_mut(64);
-        for chunk in &mut blocks {
-            chunk.copy_from_slice(&block);
-        }
-        for chunk in blocks.into_remainder().chunks_exact_mut(4) {
-            chunk.copy_from_slice(&block[..4]);
-        }
+        let range = self.float_range(ptr, count)?;
+        with_words(&mut self.memory.data_mut(&mut self.store)[range], |words| {
+            words.fill(value.to_bits());
+        });
         Ok(())
     }
 
@@ -566,51 +556,81 @@ impl Instance {
         marker: f32,
         refill: f32,
     ) -> Result<usize, SandboxError> {
-        let bytes = size_of_val(out);
-        self.check_range(ptr, bytes)?;
-        let data = self.memory.data_mut(&mut self.store);
-        let src = &mut data[ptr as usize..ptr as usize + bytes];
-        let marker = marker.to_bits();
-        let refill: [u8; 64] = std::array::from_fn(|i| refill.to_le_bytes()[i % 4]);
-        // Blocks of 16 through a local array, with a count per lane, vectorize; element by
-        // element, the interleaved loads and stores do not.
-        let mut lanes = [0u32; 16];
-        let mut outs = out.chunks_exact_mut(16);
-        let mut srcs = src.chunks_exact_mut(64);
-        for (o, chunk) in (&mut outs).zip(&mut srcs) {
-            let mut bits = [0u32; 16];
-            for (b, c) in bits.iter_mut().zip(chunk.chunks_exact(4)) {
-                *b = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-            for ((v, &b), hit) in o.iter_mut().zip(&bits).zip(&mut lanes) {
-                *hit += u32::from(b == marker);
-                *v = f32::from_bits(b);
-            }
-            chunk.copy_from_slice(&refill);
-        }
-        let mut hits: u32 = lanes.iter().sum();
-        for (v, c) in outs
-            .into_remainder()
-            .iter_mut()
-            .zip(srcs.into_remainder().chunks_exact_mut(4))
-        {
-            let b = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            hits += u32::from(b == marker);
-            *v = f32::from_bits(b);
-            c.copy_from_slice(&refill[..4]);
-        }
+        let range = self.float_range(ptr, out.len())?;
+        let (marker, refill) = (marker.to_bits(), refill.to_bits());
+        let hits = with_words(&mut self.memory.data_mut(&mut self.store)[range], |words| {
+            drain_words(out, words, marker, refill)
+        });
         Ok(hits as usize)
     }
 
     /// Copy `f32`s out of guest memory at `ptr`.
     pub fn read_f32(&mut self, ptr: u32, out: &mut [f32]) -> Result<(), SandboxError> {
-        let bytes = size_of_val(out);
-        self.check_range(ptr, bytes)?;
-        let data = self.memory.data(&self.store);
-        let src = &data[ptr as usize..ptr as usize + bytes];
-        for (v, chunk) in out.iter_mut().zip(src.chunks_exact(4)) {
-            *v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        }
+        let range = self.float_range(ptr, out.len())?;
+        with_words(&mut self.memory.data_mut(&mut self.store)[range], |words| {
+            for (v, w) in out.iter_mut().zip(words.iter()) {
+                *v = f32::from_bits(*w);
+            }
+        });
         Ok(())
     }
+
+    /// The byte range of `count` floats at `ptr`, checked against the memory's size.
+    fn float_range(&mut self, ptr: u32, count: usize) -> Result<Range<usize>, SandboxError> {
+        let bytes = count
+            .checked_mul(4)
+            .ok_or_else(|| SandboxError::BadAbi(format!("{count} floats is too many")))?;
+        self.check_range(ptr, bytes)?;
+        Ok(ptr as usize..ptr as usize + bytes)
+    }
+}
+
+/// The loop of [`Instance::drain_f32`], in the widest vectors the CPU has: it runs on every
+/// plugin call over every output, and is bound by its stores.
+fn drain_words(out: &mut [f32], words: &mut [u32], marker: u32, refill: u32) -> u32 {
+    #[inline(always)]
+    fn drain(out: &mut [f32], words: &mut [u32], marker: u32, refill: u32) -> u32 {
+        // A 32-bit count keeps a lane per float.
+        let mut hits = 0u32;
+        for (v, w) in out.iter_mut().zip(words.iter_mut()) {
+            hits += u32::from(*w == marker);
+            *v = f32::from_bits(*w);
+            *w = refill;
+        }
+        hits
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn drain_avx2(out: &mut [f32], words: &mut [u32], marker: u32, refill: u32) -> u32 {
+            drain(out, words, marker, refill)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { drain_avx2(out, words, marker, refill) };
+        }
+    }
+    drain(out, words, marker, refill)
+}
+
+/// Run `f` on guest memory `bytes` as little-endian 32-bit words: in place when the host's byte
+/// order and the range's alignment allow (always in practice: linear memory is page-aligned and
+/// guest allocators align), else on a copy written back afterwards (a hostile allocator may hand
+/// out odd addresses). In place, the loops over words compile to vector code; over bytes they do
+/// not.
+fn with_words<R>(bytes: &mut [u8], f: impl FnOnce(&mut [u32]) -> R) -> R {
+    if cfg!(target_endian = "little")
+        && let Ok(words) = bytemuck::try_cast_slice_mut::<u8, u32>(bytes)
+    {
+        return f(words);
+    }
+    let mut words: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let result = f(&mut words);
+    for (c, w) in bytes.chunks_exact_mut(4).zip(&words) {
+        c.copy_from_slice(&w.to_le_bytes());
+    }
+    result
 }

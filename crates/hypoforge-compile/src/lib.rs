@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 mod guest;
 pub mod policy;
 mod rustc;
+mod selects;
 
 include!(concat!(env!("OUT_DIR"), "/guest_libs.rs"));
 

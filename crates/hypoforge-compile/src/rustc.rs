@@ -137,8 +137,10 @@ impl Invocation<'_> {
                 message: format!("the module is {len} bytes; the limit is {MAX_WASM_BYTES}"),
             });
         }
-        std::fs::read(&out)
-            .map_err(|e| internal(format!("rustc succeeded but left no module: {e}")))
+        let wasm = std::fs::read(&out)
+            .map_err(|e| internal(format!("rustc succeeded but left no module: {e}")))?;
+        crate::selects::rewrite(&wasm)
+            .map_err(|e| internal(format!("cannot rewrite the module's float selects: {e}")))
     }
 }
 

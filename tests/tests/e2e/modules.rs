@@ -678,3 +678,47 @@ fn huge_function_is_refused_or_loaded_within_the_bound() {
         loaded.is_ok()
     );
 }
+
+#[test]
+fn float_copies_work_at_any_address_and_stay_in_bounds() {
+    // A hostile allocator may hand out odd addresses: the host's copies must still move the
+    // same bits (they take a slower path there) and never reach outside the memory.
+    let wasm = activation(|_| {});
+    let loaded = sandbox().load(&wasm).expect("the module loads");
+    let mut instance = sandbox()
+        .instantiate(&loaded, SandboxLimits::default())
+        .expect("the module instantiates");
+    let values: Vec<f32> = (0..37).map(|i| i as f32 * -1.5 + 0.25).collect();
+    let canary = f32::from_bits(0x7fc0_beef);
+    for ptr in [4096u32, 4097, 4098, 4099] {
+        instance.fill_f32(ptr, canary, 40).expect("fill");
+        instance.write_f32(ptr, &values[..30]).expect("write");
+        let mut back = vec![0.0f32; 37];
+        instance.read_f32(ptr, &mut back).expect("read");
+        assert_eq!(&back[..30], &values[..30], "at {ptr}");
+        assert!(back[30..].iter().all(|v| v.to_bits() == canary.to_bits()));
+        let mut drained = vec![0.0f32; 37];
+        let hits = instance
+            .drain_f32(ptr, &mut drained, canary, 2.0)
+            .expect("drain");
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!((hits, bits(&drained)), (7, bits(&back)), "at {ptr}");
+        instance.read_f32(ptr, &mut back).expect("read");
+        assert!(
+            back.iter().all(|&v| v == 2.0),
+            "drain leaves the refill behind"
+        );
+    }
+    let pages = 16 * 65536u32;
+    let mut four = [0.0f32; 4];
+    for ptr in [pages - 15, pages - 4, u32::MAX - 2] {
+        let e = instance
+            .read_f32(ptr, &mut four)
+            .expect_err("out of bounds");
+        assert_eq!(e.class(), ErrorClass::BadAbi, "{e}");
+        assert!(instance.write_f32(ptr, &four).is_err());
+        assert!(instance.fill_f32(ptr, 1.0, 4).is_err());
+        assert!(instance.drain_f32(ptr, &mut four, 0.0, 0.0).is_err());
+    }
+    assert!(instance.fill_f32(0, 1.0, usize::MAX / 2).is_err());
+}
