@@ -20,6 +20,8 @@ pub mod policy;
 mod rustc;
 mod selects;
 
+pub use selects::rewrite as branch_free_selects;
+
 include!(concat!(env!("OUT_DIR"), "/guest_libs.rs"));
 
 /// Bumped when the rustc invocation or crate root change, so cached modules are not reused (the

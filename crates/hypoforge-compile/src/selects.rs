@@ -18,9 +18,9 @@ use wasmparser::{
     ValidatorResources, WasmFeatures,
 };
 
-/// `wasm` with its float selects made branch-free. Fails only on a module that does not
-/// validate, which rustc never produces.
-pub(crate) fn rewrite(wasm: &[u8]) -> Result<Vec<u8>, String> {
+/// `wasm` with its float selects made branch-free (the compiler applies this to every module it
+/// builds). Fails only on a module that does not validate, which rustc never produces.
+pub fn rewrite(wasm: &[u8]) -> Result<Vec<u8>, String> {
     let mut validator = Validator::new_with_features(WasmFeatures::default());
     let mut functions = VecDeque::new();
     for payload in Parser::new(0).parse_all(wasm) {

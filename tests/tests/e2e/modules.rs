@@ -722,3 +722,51 @@ fn float_copies_work_at_any_address_and_stay_in_bounds() {
     }
     assert!(instance.fill_f32(0, 1.0, usize::MAX / 2).is_err());
 }
+
+#[test]
+fn branch_free_selects_give_the_same_bits() {
+    // Selects between values whose bits matter: signed zeros, NaNs with payloads, infinities.
+    let wasm = activation(|m| {
+        m.forward = "(local $i i32) (local $x f32) (local $p i32)
+    (block $done (loop $again
+      (br_if $done (i32.ge_s (local.get $i) (local.get $n)))
+      (local.set $p (i32.shl (local.get $i) (i32.const 2)))
+      (local.set $x (f32.load (i32.add (local.get $in) (local.get $p))))
+      (f32.store (i32.add (local.get $out) (local.get $p))
+        (select
+          (f32.neg (local.get $x))
+          (select (f32.const nan:0x200001) (f32.const -0) (f32.gt (local.get $x) (f32.const 0.5)))
+          (f32.lt (local.get $x) (f32.const 0))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $again)))
+    (i32.const 0)"
+            .into();
+    });
+    let rewritten = hypoforge_compile::branch_free_selects(&wasm).expect("rewrites");
+    assert_ne!(rewritten, wasm, "there were float selects to rewrite");
+    let x: Vec<f32> = [
+        -0.0,
+        0.0,
+        0.25,
+        0.75,
+        -3.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::from_bits(0xffc0_0123),
+        f32::MIN_POSITIVE / 2.0,
+    ]
+    .into_iter()
+    .cycle()
+    .take(1000)
+    .collect();
+    let run = |wasm: &[u8]| {
+        let plugin = hypoforge_plugin::Plugin::load(sandbox(), wasm).expect("loads");
+        let mut act = plugin
+            .activation(sandbox(), PluginLimits::default())
+            .expect("instantiates");
+        let mut y = vec![0.0f32; x.len()];
+        act.forward(&x, &mut y).expect("runs");
+        y.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+    };
+    assert_eq!(run(&wasm), run(&rewritten));
+}
