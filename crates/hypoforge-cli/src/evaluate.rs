@@ -1,6 +1,6 @@
 //! `hypoforge evaluate`: hypotheses against the baseline panel of their kind, on a suite.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -124,22 +124,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         suite.tasks.len(),
         args.seeds,
     );
-    let show_progress = std::io::stderr().is_terminal();
-    let progress = |done: usize, total: usize| {
-        if show_progress && (done == total || done.is_multiple_of(8)) {
-            let width = 30;
-            let filled = done * width / total.max(1);
-            eprint!(
-                "\r[{}{}] {done}/{total} runs",
-                "#".repeat(filled),
-                ".".repeat(width - filled)
-            );
-        }
-    };
-    let evaluation = runner::evaluate(&plan, &entrants, sandbox, &progress)?;
-    if show_progress {
-        eprint!("\r\x1b[K");
-    }
+    // Drawn only when stderr is a terminal; rayon workers report as their runs finish.
+    let bar = crate::inputs::progress_bar(
+        plan.seeds as usize * suite.tasks.len() * entrants.len(),
+        "runs",
+    );
+    let progress = |done: usize, _total: usize| bar.set_position(done as u64);
+    let evaluation = runner::evaluate(&plan, &entrants, sandbox, &progress);
+    bar.finish_and_clear();
+    let evaluation = evaluation?;
 
     let mut out = std::io::stdout().lock();
     print_leaderboard(&mut out, &evaluation)?;

@@ -70,3 +70,17 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A progress bar on stderr for `total` units of work, drawn only when stderr is a terminal.
+pub fn progress_bar(total: usize, unit: &str) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "[{{bar:30}}] {{pos}}/{{len}} {unit}, {{elapsed}} elapsed, about {{eta}} left"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("#>.");
+    indicatif::ProgressBar::with_draw_target(
+        Some(total as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    )
+    .with_style(style)
+}

@@ -1,9 +1,8 @@
 //! `hypoforge validate`: compile and check hypotheses, one verdict per file.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -64,22 +63,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let compiler = args.compile.compiler()?;
     let sandbox = Sandbox::shared().context("cannot start the WebAssembly sandbox")?;
 
-    let progress = std::io::stderr().is_terminal() && !args.json && files.len() > 1;
-    let done = AtomicUsize::new(0);
+    let bar = crate::inputs::progress_bar(files.len(), "files");
+    if args.json || files.len() < 2 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let reports: Vec<FileReport> = files
         .par_iter()
         .map(|file| {
             let report = validate_file(&compiler, sandbox, file, args.kind);
-            if progress {
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                eprint!("\rvalidating {n}/{} ...", files.len());
-            }
+            bar.inc(1);
             report
         })
         .collect();
-    if progress {
-        eprint!("\r\x1b[K");
-    }
+    bar.finish_and_clear();
 
     let mut out = std::io::stdout().lock();
     if args.json {
