@@ -375,6 +375,10 @@ impl Activation {
         y: &mut [f32],
         dy: &mut [f32],
     ) -> Result<(), SandboxError> {
+        assert!(
+            x.len() == y.len() && x.len() == dy.len(),
+            "input and output lengths differ"
+        );
         let (forward, derivative) = (self.forward.clone(), self.derivative.clone());
         for ((x, y), dy) in x
             .chunks(TILE)
