@@ -84,8 +84,7 @@ fn main() -> anyhow::Result<()> {
     if section.as_deref() == Some("training") {
         let compiler =
             Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let timings = training::training(&compiler, sandbox, &sources)?;
-        return training::against_pytorch(&compiler, sandbox, &sources, &root, &timings);
+        return training::run(&compiler, sandbox, &sources, &root);
     }
 
     println!(
@@ -138,8 +137,7 @@ fn main() -> anyhow::Result<()> {
 
     let compiler = Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     overhead(&compiler, sandbox, &sources)?;
-    let timings = training::training(&compiler, sandbox, &sources)?;
-    training::against_pytorch(&compiler, sandbox, &sources, &root, &timings)
+    training::run(&compiler, sandbox, &sources, &root)
 }
 
 /// The sandbox's cost per element, `f` and `f′`, against the same source compiled natively.
@@ -170,15 +168,7 @@ fn overhead(
         ("relu", (native_relu::native, native_relu::slope)),
     ];
     for (name, (native_f, native_df)) in natives {
-        let source = &sources
-            .iter()
-            .find(|(p, _)| p.ends_with(format!("activation/{name}.rs")))
-            .context("baseline source")?
-            .1;
-        let wasm = compiler
-            .compile(source)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .wasm;
+        let wasm = activation_wasm(compiler, sources, name)?;
         let mut default_engine =
             Plugin::load(sandbox, &wasm)?.activation(sandbox, PluginLimits::default())?;
         let mut canonical_engine =
@@ -209,6 +199,23 @@ fn overhead(
         }
     }
     Ok(())
+}
+
+/// The baseline activation `name`, compiled.
+fn activation_wasm(
+    compiler: &Compiler,
+    sources: &[(PathBuf, Vec<u8>)],
+    name: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let source = &sources
+        .iter()
+        .find(|(p, _)| p.ends_with(format!("activation/{name}.rs")))
+        .context("baseline source")?
+        .1;
+    Ok(compiler
+        .compile(source)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .wasm)
 }
 
 /// Nanoseconds per element of `act.forward` (or `act.derivative`) over `x`.

@@ -27,14 +27,37 @@ fn one_pass(hidden: &[usize]) -> TrainConfig {
     }
 }
 
-/// One-pass training on the reference networks, one thread: per-trial time, the GEMM work's
-/// GFLOP/s, and the cost of the activation running in the sandbox rather than natively; then
-/// trials in parallel against one thread.
-pub(crate) fn training(
+/// The training sections, with the ReLU and GELU baselines compiled and loaded once for both.
+pub(crate) fn run(
     compiler: &Compiler,
     sandbox: &Sandbox,
     sources: &[(PathBuf, Vec<u8>)],
-) -> anyhow::Result<Vec<Timing>> {
+    root: &Path,
+) -> anyhow::Result<()> {
+    let load = |name| -> anyhow::Result<Plugin> {
+        Ok(Plugin::load(
+            sandbox,
+            &crate::activation_wasm(compiler, sources, name)?,
+        )?)
+    };
+    let plugins = Plugins {
+        relu: load("relu")?,
+        gelu: load("gelu")?,
+    };
+    let timings = training(sandbox, &plugins)?;
+    against_pytorch(sandbox, root, &plugins, &timings)
+}
+
+/// The baseline plugins the sections time, by the label they print.
+struct Plugins {
+    relu: Plugin,
+    gelu: Plugin,
+}
+
+/// One-pass training on the reference networks, one thread: per-trial time, the GEMM work's
+/// GFLOP/s, and the cost of the activation running in the sandbox rather than natively; then
+/// trials in parallel against one thread.
+fn training(sandbox: &Sandbox, plugins: &Plugins) -> anyhow::Result<Vec<Timing>> {
     println!("\n## One-pass training, one thread\n");
     println!(
         "One epoch, batch 64, Adam(1e-3), 80/20 split, standardized inputs; the fastest of \
@@ -51,8 +74,6 @@ pub(crate) fn training(
         "| dataset | network | steps | activation | native ms/trial | GFLOP/s | WASM ms/trial | GFLOP/s | sandbox overhead |"
     );
     println!("|---|---|---:|---|---:|---:|---:|---:|---:|");
-    let relu = activation_plugin(compiler, sandbox, sources, "relu")?;
-    let gelu = activation_plugin(compiler, sandbox, sources, "gelu")?;
     let mut single_thread = None;
     let mut timings = Vec::new();
     for (name, hidden) in NETWORKS {
@@ -88,12 +109,12 @@ pub(crate) fn training(
             (
                 "ReLU",
                 &mut NativeSource(native_relu::native, native_relu::slope),
-                &relu,
+                &plugins.relu,
             ),
             (
                 "GELU",
                 &mut NativeSource(native_gelu::native, native_gelu::slope),
-                &gelu,
+                &plugins.gelu,
             ),
         ];
         for (label, native, plugin) in pairs {
@@ -172,40 +193,21 @@ pub(crate) fn training(
 }
 
 /// Fastest one-thread trial times from [`training`].
-pub(crate) struct Timing {
+struct Timing {
     dataset: &'static str,
     activation: &'static str,
     native_ms: f64,
     wasm_ms: f64,
 }
 
-fn activation_plugin(
-    compiler: &Compiler,
-    sandbox: &Sandbox,
-    sources: &[(PathBuf, Vec<u8>)],
-    name: &str,
-) -> anyhow::Result<Plugin> {
-    let source = &sources
-        .iter()
-        .find(|(p, _)| p.ends_with(format!("activation/{name}.rs")))
-        .context("baseline source")?
-        .1;
-    let wasm = compiler
-        .compile(source)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .wasm;
-    Ok(Plugin::load(sandbox, &wasm)?)
-}
-
 const PYTORCH_SEEDS: u64 = 5;
 
 /// The same protocol in PyTorch eager mode (`pytorch/one_pass.py`, one thread): validation
 /// losses over seeds, which must agree within two standard errors, and time per trial.
-pub(crate) fn against_pytorch(
-    compiler: &Compiler,
+fn against_pytorch(
     sandbox: &Sandbox,
-    sources: &[(PathBuf, Vec<u8>)],
     root: &Path,
+    plugins: &Plugins,
     timings: &[Timing],
 ) -> anyhow::Result<()> {
     println!("\n## Against PyTorch, same protocol\n");
@@ -244,8 +246,6 @@ pub(crate) fn against_pytorch(
         "| dataset | activation | hypoforge val loss | PyTorch val loss | difference | within 2 SE | PyTorch ms/trial | hypoforge WASM ms/trial | speedup | native ms/trial | speedup |"
     );
     println!("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|");
-    let relu = activation_plugin(compiler, sandbox, sources, "relu")?;
-    let gelu = activation_plugin(compiler, sandbox, sources, "gelu")?;
     for timing in timings {
         let entry = torch["results"]
             .as_array()
@@ -264,9 +264,9 @@ pub(crate) fn against_pytorch(
             .collect();
         let torch_ms = entry["ms_per_trial"].as_f64().context("ms_per_trial")?;
         let plugin = if timing.activation == "ReLU" {
-            &relu
+            &plugins.relu
         } else {
-            &gelu
+            &plugins.gelu
         };
         let data = datasets::embedded(timing.dataset)?;
         let classes = data.classes().context("classification")?;
