@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode};
-use wasm_encoder::{Function, ValType};
+use wasm_encoder::{Function, Instruction, ValType};
 use wasmparser::{
     FuncToValidate, FuncValidatorAllocations, Operator, Parser, ValidPayload, Validator,
     ValidatorResources, WasmFeatures,
@@ -79,30 +79,36 @@ impl Reencode for Rewriter {
                 }
                 _ => None,
             };
-            match float {
-                Some(wasmparser::ValType::F32) => {
-                    f.instructions()
-                        .local_set(condition)
-                        .i32_reinterpret_f32()
-                        .local_set(bits32)
-                        .i32_reinterpret_f32()
-                        .local_get(bits32)
-                        .local_get(condition)
-                        .select()
-                        .f32_reinterpret_i32();
+            let as_bits = match float {
+                Some(wasmparser::ValType::F32) => Some((
+                    bits32,
+                    Instruction::I32ReinterpretF32,
+                    Instruction::F32ReinterpretI32,
+                )),
+                Some(wasmparser::ValType::F64) => Some((
+                    bits64,
+                    Instruction::I64ReinterpretF64,
+                    Instruction::F64ReinterpretI64,
+                )),
+                _ => None,
+            };
+            match as_bits {
+                // Stack: a, b, condition → select on the bits of a and b, back to a float.
+                Some((bits, to_int, to_float)) => {
+                    for instruction in [
+                        Instruction::LocalSet(condition),
+                        to_int.clone(),
+                        Instruction::LocalSet(bits),
+                        to_int,
+                        Instruction::LocalGet(bits),
+                        Instruction::LocalGet(condition),
+                        Instruction::Select,
+                        to_float,
+                    ] {
+                        f.instruction(&instruction);
+                    }
                 }
-                Some(wasmparser::ValType::F64) => {
-                    f.instructions()
-                        .local_set(condition)
-                        .i64_reinterpret_f64()
-                        .local_set(bits64)
-                        .i64_reinterpret_f64()
-                        .local_get(bits64)
-                        .local_get(condition)
-                        .select()
-                        .f64_reinterpret_i64();
-                }
-                _ => {
+                None => {
                     f.instruction(&self.instruction(op.clone())?);
                 }
             }
