@@ -125,10 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.seeds,
     );
     // Drawn only when stderr is a terminal; rayon workers report as their runs finish.
-    let bar = crate::inputs::progress_bar(
-        plan.seeds as usize * suite.tasks.len() * entrants.len(),
-        "runs",
-    );
+    let bar = crate::inputs::progress_bar(trials as usize * entrants.len(), "runs");
     let progress = |done: usize, _total: usize| bar.set_position(done as u64);
     let evaluation = runner::evaluate(&plan, &entrants, sandbox, &progress);
     bar.finish_and_clear();
