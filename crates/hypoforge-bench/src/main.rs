@@ -14,23 +14,28 @@ use hypoforge_plugin::{Activation, Plugin, PluginLimits};
 use hypoforge_sandbox::{Sandbox, SandboxOptions};
 
 // The baseline sources compiled natively, for the overhead comparison. On non-wasm targets the
-// SDK's export macros expand to nothing, so only the functions remain.
+// SDK's export macros expand to nothing, so only the functions remain. `build.rs` marks them
+// `#[inline(always)]`, as the guest build inlines them, so that both sides vectorize alike.
 #[allow(dead_code)]
 mod native_gelu {
-    include!("../../../plugins/activation/gelu.rs");
+    include!(concat!(env!("OUT_DIR"), "/gelu.rs"));
+    #[inline(always)]
     pub fn native(x: f32) -> f32 {
         gelu(x)
     }
+    #[inline(always)]
     pub fn slope(x: f32) -> f32 {
         gelu(Dual::var(x)).d
     }
 }
 #[allow(dead_code)]
 mod native_relu {
-    include!("../../../plugins/activation/relu.rs");
+    include!(concat!(env!("OUT_DIR"), "/relu.rs"));
+    #[inline(always)]
     pub fn native(x: f32) -> f32 {
         relu(x)
     }
+    #[inline(always)]
     pub fn slope(x: f32) -> f32 {
         relu(Dual::var(x)).d
     }
@@ -162,40 +167,69 @@ fn overhead(
     let canonical = Sandbox::with_options(SandboxOptions {
         canonicalize_nans: true,
     })?;
-    type Pair = (fn(f32) -> f32, fn(f32) -> f32);
-    let natives: [(&str, Pair); 2] = [
-        ("gelu", (native_gelu::native, native_gelu::slope)),
-        ("relu", (native_relu::native, native_relu::slope)),
-    ];
-    for (name, (native_f, native_df)) in natives {
-        let wasm = activation_wasm(compiler, sources, name)?;
-        let mut default_engine =
-            Plugin::load(sandbox, &wasm)?.activation(sandbox, PluginLimits::default())?;
-        let mut canonical_engine =
-            Plugin::load(&canonical, &wasm)?.activation(&canonical, PluginLimits::default())?;
-        for n in [64usize, 4096, 1 << 20] {
-            // Standard normal inputs, as pre-activations are: random signs, so a branchy
-            // activation pays its mispredictions here as it does in training.
-            let mut rng = hypoforge_spec::rng::Rng::new(n as u64);
-            let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-            let mut y = vec![0.0f32; n];
-            let reps = (1 << 24) / n;
-            for (function, derivative, native) in [("f", false, native_f), ("f′", true, native_df)]
-            {
-                let native_t = time_per_element(reps, n, || {
-                    for (y, &x) in y.iter_mut().zip(black_box(&x)) {
-                        *y = native(x);
-                    }
-                    black_box(&y);
-                });
-                let wasm_t = time_plugin(&mut default_engine, derivative, &x, &mut y, reps)?;
-                let canonical_t = time_plugin(&mut canonical_engine, derivative, &x, &mut y, reps)?;
-                println!(
-                    "| {name} | {n} | {function} | {native_t:.2} | {wasm_t:.2} | {:.1}× | {canonical_t:.2} | {:.1}× |",
-                    wasm_t / native_t,
-                    canonical_t / native_t
-                );
+    overhead_rows(
+        compiler,
+        sandbox,
+        &canonical,
+        sources,
+        "gelu",
+        &mut NativeSource(native_gelu::native, native_gelu::slope),
+    )?;
+    overhead_rows(
+        compiler,
+        sandbox,
+        &canonical,
+        sources,
+        "relu",
+        &mut NativeSource(native_relu::native, native_relu::slope),
+    )
+}
+
+/// The overhead table's rows for one activation: `native` is its source built into the host.
+fn overhead_rows(
+    compiler: &Compiler,
+    sandbox: &Sandbox,
+    canonical: &Sandbox,
+    sources: &[(PathBuf, Vec<u8>)],
+    name: &str,
+    native: &mut impl hypoforge_eval::model::Activation,
+) -> anyhow::Result<()> {
+    let wasm = activation_wasm(compiler, sources, name)?;
+    let mut default_engine =
+        Plugin::load(sandbox, &wasm)?.activation(sandbox, PluginLimits::default())?;
+    let mut canonical_engine =
+        Plugin::load(canonical, &wasm)?.activation(canonical, PluginLimits::default())?;
+    for n in [64usize, 4096, 1 << 20] {
+        // Standard normal inputs, as pre-activations are: random signs, so a branchy
+        // activation pays its mispredictions here as it does in training.
+        let mut rng = hypoforge_spec::rng::Rng::new(n as u64);
+        let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        let mut y = vec![0.0f32; n];
+        let reps = (1 << 24) / n;
+        for (function, derivative) in [("f", false), ("f′", true)] {
+            let mut failure = None;
+            let native_t = time_per_element(reps, n, || {
+                let x = black_box(&x);
+                let result = if derivative {
+                    native.derivative(x, &mut y)
+                } else {
+                    native.forward(x, &mut y)
+                };
+                if let Err(e) = result {
+                    failure = Some(e);
+                }
+                black_box(&y);
+            });
+            if let Some(e) = failure {
+                anyhow::bail!("native {name}: {e:?}");
             }
+            let wasm_t = time_plugin(&mut default_engine, derivative, &x, &mut y, reps)?;
+            let canonical_t = time_plugin(&mut canonical_engine, derivative, &x, &mut y, reps)?;
+            println!(
+                "| {name} | {n} | {function} | {native_t:.2} | {wasm_t:.2} | {:.1}× | {canonical_t:.2} | {:.1}× |",
+                wasm_t / native_t,
+                canonical_t / native_t
+            );
         }
     }
     Ok(())

@@ -29,6 +29,7 @@ extern crate alloc;
 #[doc(hidden)]
 #[path = "abi.rs"]
 pub mod __abi;
+mod elementary;
 pub mod math;
 mod matrix;
 mod real;

@@ -1,6 +1,8 @@
 //! Scalars an activation can be written over once: `f32` for values, [`Dual`] for exact derivatives.
 
 use core::cmp::Ordering;
+
+use crate::elementary;
 use core::fmt::Debug;
 use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 
@@ -91,17 +93,16 @@ pub trait Real:
 }
 
 fn sigmoid_f32(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + libm::expf(-x))
-    } else {
-        let e = libm::expf(x);
-        e / (1.0 + e)
-    }
+    // 1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: e^(-|x|) never overflows. One
+    // division and a select rather than a branch, so the loop around it vectorizes.
+    let e = elementary::exp(-x.abs());
+    let numerator = if x >= 0.0 { 1.0 } else { e };
+    numerator / (1.0 + e)
 }
 
 fn softplus_f32(x: f32) -> f32 {
     // max(x, 0) + ln(1 + exp(-|x|)) never overflows.
-    x.max(0.0) + libm::log1pf(libm::expf(-libm::fabsf(x)))
+    x.max(0.0) + libm::log1pf(elementary::exp(-libm::fabsf(x)))
 }
 
 impl Real for f32 {
@@ -115,7 +116,7 @@ impl Real for f32 {
     }
     #[inline]
     fn exp(self) -> Self {
-        libm::expf(self)
+        elementary::exp(self)
     }
     #[inline]
     fn exp_m1(self) -> Self {
@@ -167,7 +168,7 @@ impl Real for f32 {
     }
     #[inline]
     fn erf(self) -> Self {
-        libm::erff(self)
+        elementary::erf(self)
     }
     #[inline]
     fn abs(self) -> Self {
@@ -364,7 +365,7 @@ impl Real for Dual {
     }
     #[inline]
     fn exp(self) -> Self {
-        let e = libm::expf(self.v);
+        let e = elementary::exp(self.v);
         self.chain(e, e)
     }
     #[inline]
@@ -421,8 +422,8 @@ impl Real for Dual {
     #[inline]
     fn erf(self) -> Self {
         self.chain(
-            libm::erff(self.v),
-            TWO_OVER_SQRT_PI * libm::expf(-self.v * self.v),
+            elementary::erf(self.v),
+            TWO_OVER_SQRT_PI * elementary::exp(-self.v * self.v),
         )
     }
     #[inline]
