@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod evaluate;
+mod generate;
 mod inputs;
 mod validate;
 
@@ -30,6 +31,7 @@ struct Cli {
 enum Command {
     Validate(validate::Args),
     Evaluate(evaluate::Args),
+    Generate(generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Generate(args) => generate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -651,3 +651,289 @@ fn evaluate_usage_errors_exit_2_and_say_what_to_fix() {
         );
     }
 }
+
+#[path = "../../hypoforge-generate/tests/support/chat_server.rs"]
+mod chat_server;
+
+/// `hypoforge generate --cache-dir <cache> <args...>` with `env` set and no inherited LLM settings.
+fn generate(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hypoforge"));
+    command
+        .arg("generate")
+        .args([
+            "--cache-dir",
+            cache.to_str().expect("a UTF-8 temporary path"),
+        ])
+        .args(args)
+        .env_remove("HYPOFORGE_CACHE_DIR")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env("XDG_CACHE_HOME", cache);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("the hypoforge binary runs")
+}
+
+/// Every file under `dir`, by name, with its contents.
+fn folder(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("the output folder exists")
+        .map(|e| {
+            let e = e.expect("a directory entry");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("readable"),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn jsonl_file(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("hypotheses.jsonl exists")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+#[test]
+fn generate_with_the_grammar_is_deterministic_for_a_seed() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let run = |dir: &str, seed: &str| {
+        let path = out.path().join(dir);
+        let args = [
+            "--kind",
+            "regularizer",
+            "--generator",
+            "grammar",
+            "-n",
+            "6",
+            "--seed",
+            seed,
+            "--out",
+            path.to_str().expect("UTF-8"),
+        ];
+        let result = generate(&args, cache.path(), &[]);
+        assert_eq!(code(&result), 0, "{}", stderr(&result));
+        assert!(
+            stdout(&result).contains("6 regularizer hypotheses produced, 6 compiled"),
+            "{}",
+            stdout(&result)
+        );
+        folder(&path)
+    };
+    let a = run("a", "11");
+    assert_eq!(a, run("b", "11"), "same seed, same files byte for byte");
+    assert_ne!(a, run("c", "12"));
+    assert_eq!(a.len(), 7, "six sources and hypotheses.jsonl");
+    let lines = jsonl_file(&out.path().join("a/hypotheses.jsonl"));
+    assert_eq!(lines.len(), 6);
+    for line in &lines {
+        assert_eq!(line["generator"], "grammar");
+        assert_eq!(line["kind"], "regularizer");
+        let file = line["file"].as_str().expect("file");
+        let source = std::fs::read(out.path().join("a").join(file)).expect("the file exists");
+        assert_eq!(line["hash"], sha256_hex(&source));
+        assert_eq!(
+            line["source"].as_str().map(str::as_bytes),
+            Some(&source[..])
+        );
+    }
+}
+
+#[test]
+fn generate_replays_the_builtin_corpus_and_its_own_output_deterministically() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let path = |d: &str| out.path().join(d).to_str().expect("UTF-8").to_owned();
+    let replay = |generator: &str, dir: &str, seed: &str| {
+        let args = [
+            "--kind",
+            "activation",
+            "--strategy",
+            "nep",
+            "--generator",
+            generator,
+            "-n",
+            "4",
+            "--seed",
+            seed,
+            "--out",
+            &path(dir),
+        ];
+        let result = generate(&args, cache.path(), &[]);
+        assert_eq!(code(&result), 0, "{}", stderr(&result));
+        folder(&out.path().join(dir))
+    };
+    let a = replay("replay", "a", "5");
+    assert_eq!(a, replay("replay", "b", "5"));
+    assert_ne!(a, replay("replay", "c", "6"));
+    for line in jsonl_file(&out.path().join("a/hypotheses.jsonl")) {
+        assert_eq!(line["strategy"], "nep");
+        assert_eq!(line["prompt_id"], "activation-nep/1");
+        assert!(line["model"].is_string() && line["idea"].is_string());
+        assert!(!line["attempts"].as_array().expect("attempts").is_empty());
+    }
+
+    // What generate writes is a corpus: replaying it (seed 0 reorders) yields the same sources.
+    let again = replay(&format!("replay:{}/hypotheses.jsonl", path("a")), "d", "0");
+    let sources = |files: &[(String, Vec<u8>)]| {
+        let mut s: Vec<Vec<u8>> = files
+            .iter()
+            .filter(|(n, _)| n.ends_with(".rs"))
+            .map(|(_, b)| b.clone())
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(sources(&a), sources(&again));
+}
+
+#[test]
+fn generate_refuses_bad_requests_and_never_overwrites_a_generation() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let dir = out.path().to_str().expect("UTF-8");
+    let no_strategy = generate(
+        &[
+            "--kind",
+            "activation",
+            "--generator",
+            "openai:m",
+            "--out",
+            dir,
+        ],
+        cache.path(),
+        &[],
+    );
+    expect_usage_error(&no_strategy, "needs --strategy iep or --strategy nep");
+    let bad = generate(
+        &["--kind", "activation", "--generator", "llama", "--out", dir],
+        cache.path(),
+        &[],
+    );
+    expect_usage_error(&bad, "use openai:MODEL, grammar, replay or replay:FILE");
+    let missing = generate(
+        &[
+            "--kind",
+            "activation",
+            "--generator",
+            "replay:/nonexistent/c.jsonl",
+            "--out",
+            dir,
+        ],
+        cache.path(),
+        &[],
+    );
+    expect_usage_error(
+        &missing,
+        "cannot read the replay corpus /nonexistent/c.jsonl",
+    );
+
+    std::fs::write(out.path().join("hypotheses.jsonl"), "precious\n").expect("writable");
+    let again = generate(
+        &[
+            "--kind",
+            "activation",
+            "--generator",
+            "grammar",
+            "--out",
+            dir,
+        ],
+        cache.path(),
+        &[],
+    );
+    expect_usage_error(&again, "already holds a generation");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("hypotheses.jsonl")).expect("still there"),
+        "precious\n"
+    );
+}
+
+#[test]
+fn generate_with_an_llm_repairs_records_usage_and_never_writes_the_key() {
+    const KEY: &str = "sk-cli-test-0a1b2c3d4e5f";
+    let fixed = "// Softsign gate.\nuse hypoforge_sdk::prelude::*;\n\nfn soft_gate<R: Real>(x: R) -> R {\n    x * (x / (x.abs() + 1.0) + 1.0) * 0.5\n}\n\nactivation!(name = \"soft_gate\", f = soft_gate);\n";
+    let broken = fixed.replace("(x.abs() + 1.0)", "(1.0 + x.abs())");
+    let server = chat_server::Server::start(move |_, seen| {
+        let messages = seen.body["messages"].as_array().expect("messages").len();
+        // A first request gets the broken file; a repair request gets the fix.
+        if messages == 2 {
+            chat_server::ok(&format!("A softsign gate.\n```rust\n{broken}```"))
+        } else {
+            chat_server::ok(&format!("Fixed.\n```rust\n{fixed}```"))
+        }
+    });
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let dir = out.path().join("llm");
+    let result = generate(
+        &[
+            "--kind",
+            "activation",
+            "--strategy",
+            "nep",
+            "--generator",
+            "openai:test-model",
+            "-n",
+            "2",
+            "--out",
+            dir.to_str().expect("UTF-8"),
+        ],
+        cache.path(),
+        &[
+            ("OPENAI_API_KEY", KEY),
+            ("OPENAI_BASE_URL", &server.base_url),
+        ],
+    );
+    assert_eq!(code(&result), 0, "{}", stderr(&result));
+    let text = stdout(&result);
+    assert!(
+        text.contains("2 activation hypotheses produced, 2 compiled, 2 valid"),
+        "{text}"
+    );
+    assert!(
+        text.contains("LLM use: 4 requests, 480 prompt + 320 completion tokens"),
+        "{text}"
+    );
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter()
+            .all(|s| s.authorization.as_deref() == Some(&*format!("Bearer {KEY}")))
+    );
+    let repair = seen[1].body["messages"][3]["content"]
+        .as_str()
+        .expect("a repair message");
+    assert!(repair.contains("cannot add `R` to `{float}`"), "{repair}");
+
+    let lines = jsonl_file(&dir.join("hypotheses.jsonl"));
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_eq!(line["generator"], "openai:test-model");
+        assert_eq!(line["endpoint"], server.base_url.as_str());
+        assert_eq!(line["prompt_id"], "activation-nep/1");
+        assert_eq!(line["idea"], "A softsign gate.");
+        assert_eq!(line["valid"], true);
+        let outcomes: Vec<&str> = line["attempts"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .map(|a| a["outcome"].as_str().expect("an outcome"))
+            .collect();
+        assert_eq!(outcomes, ["compile_error", "valid"]);
+        assert_eq!(line["usage"]["requests"], 2);
+    }
+    for (name, bytes) in folder(&dir) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(KEY),
+            "the key leaked into {name}"
+        );
+    }
+    assert!(!stdout(&result).contains(KEY) && !stderr(&result).contains(KEY));
+}
