@@ -7,17 +7,15 @@
 //! scalar program becomes an activation `f(x)`, the elementwise map of a preprocessor (after a
 //! sampled per-column scaling), or the per-weight penalty `g(w)` of a regularizer.
 //!
-//! Every emitted program is finite by construction: an interval analysis bounds the magnitude
-//! of every value *and* derivative the SDK computes (dual numbers included) over the inputs
-//! the kind must handle, inserts guards in front of `exp`, `sinh` and `cosh` only where their
-//! argument can be large, and rejects the rest. Cheaply recognised degenerate programs
+//! Every emitted program is finite by construction: an interval analysis bounds the range of
+//! every value and the magnitude of every derivative the SDK computes (dual numbers included)
+//! over the inputs the kind must handle, inserts guards in front of `exp`, `sinh` and `cosh`
+//! only where their argument can be large, and rejects programs that could still overflow. Cheaply recognised degenerate programs
 //! (constants, affine maps, `u - u`, `max(u, u + 1)`, ...) are rejected and resampled.
 //!
-//! Sampling draws only from the given [`Rng`] and uses only exact or correctly rounded
-//! arithmetic in its decisions (no platform `exp` or `ln`), so a seed names the same program
-//! everywhere.
-
-use std::fmt::Write as _;
+//! Sampling draws only from the given [`Rng`], and its decisions use only exact or correctly
+//! rounded arithmetic (`+ - * /` and `sqrt`, never the platform's `exp` or `ln`), so a seed
+//! names the same program everywhere.
 
 use hypoforge_spec::{ComponentKind, rng::Rng};
 
@@ -115,7 +113,7 @@ const CLIPS: [Constant; 4] = [
 const GUARD: Constant = constant("10.0", 10.0);
 const GUARD_MATH: &str = "10";
 /// The `ε` in `sqrt(|x| + ε)`: keeps the derivative at 0 finite (at most `0.5 / sqrt(ε)`).
-const SQRT_EPS: Constant = constant("0.001", 0.001);
+const SQRT_EPS: Constant = constant("0.01", 0.01);
 
 fn pick<T: Copy>(rng: &mut Rng, items: &[T]) -> T {
     items[rng.below(items.len())]
@@ -137,7 +135,8 @@ enum Unary {
     Scale(Constant),
     /// `x + β`, or `x - β` when the flag is set.
     Shift(Constant, bool),
-    /// The flags record whether the argument is clamped to `GUARD` first.
+    /// The flag (here and for `sinh`, `cosh`) records whether the argument is clamped to
+    /// `GUARD` first: only where the analysis finds it can be larger.
     Exp(bool),
     /// `ln(1 + |x|)`: the paper's `log(|x| + ε)` without its pole.
     Ln,
@@ -192,7 +191,7 @@ enum Expr {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Analysis: magnitude bounds and degeneracy
+// Analysis: range and magnitude bounds, degeneracy
 // ---------------------------------------------------------------------------------------------
 
 /// Largest magnitude any value or derivative may reach while a program is evaluated. Far below
@@ -524,7 +523,8 @@ const PROGRAM_TRIES: usize = 100;
 fn sample_program(rng: &mut Rng, input_bound: f64) -> Program {
     let input = Info::input(input_bound);
     for _ in 0..PROGRAM_TRIES {
-        // One unit most of the time, as in the paper's smaller searches; deeper chains less often.
+        // One unit most of the time, two or three less often: deeper chains are mostly
+        // compositions the shallow space already covers, at a higher risk of blowing up.
         let depth = match rng.below(20) {
             0..=11 => 1,
             12..=17 => 2,
@@ -597,8 +597,9 @@ fn sample_unit(rng: &mut Rng, k: usize, input: Info, units: &[Info]) -> Option<(
     None
 }
 
-/// A unary operation applied to `arg`, drawn with the identity four times as likely as the
-/// others (most functions the paper found pass an input through unchanged on one side).
+/// A unary operation applied to `arg` (or a constant in its place), the identity four times as
+/// likely as each other operation: many of the best functions the paper found use the raw input
+/// on one side (`x * sigmoid(x)`, `max(x, tanh(x))`, `cos(x) - x`).
 fn sample_unary(rng: &mut Rng, arg: Expr, input: Info, units: &[Info]) -> Expr {
     let range = info(&arg, input, units);
     // exp needs its guard only above, sinh and cosh on both sides.
@@ -692,6 +693,17 @@ fn at_least((text, prec): Printed, min: Prec) -> String {
     }
 }
 
+/// The right operand of a binary operator, which must bind at least as `min`; negations are
+/// parenthesized too, for `x - (-y)` rather than `x - -y`.
+fn right(b: Printed, min: Prec) -> String {
+    let text = at_least(b, min);
+    if text.starts_with('-') {
+        format!("({text})")
+    } else {
+        text
+    }
+}
+
 fn call(name: &str, args: &[&str]) -> Printed {
     (format!("{name}({})", args.join(", ")), Prec::Atom)
 }
@@ -718,7 +730,8 @@ impl Printer<'_> {
     }
 
     fn abs(&self, a: Printed) -> Printed {
-        if self.math() {
+        // `||x||` would read as a norm.
+        if self.math() && !a.0.starts_with('|') {
             (format!("|{}|", a.0), Prec::Atom)
         } else {
             call("abs", &[&a.0])
@@ -820,22 +833,16 @@ impl Printer<'_> {
 
     fn binary(&self, op: Binary, a: Printed, b: Printed) -> Printed {
         let difference = |a: Printed, b: Printed| -> Printed {
-            (
-                format!("{} - {}", a.0, at_least(b, Prec::Product)),
-                Prec::Sum,
-            )
+            (format!("{} - {}", a.0, right(b, Prec::Product)), Prec::Sum)
         };
         match op {
-            Binary::Add => (
-                format!("{} + {}", a.0, at_least(b, Prec::Product)),
-                Prec::Sum,
-            ),
+            Binary::Add => (format!("{} + {}", a.0, right(b, Prec::Product)), Prec::Sum),
             Binary::Sub => difference(a, b),
             Binary::Mul => (
                 format!(
                     "{} * {}",
                     at_least(a, Prec::Product),
-                    at_least(b, Prec::Prefix)
+                    right(b, Prec::Prefix)
                 ),
                 Prec::Product,
             ),
@@ -853,7 +860,7 @@ impl Printer<'_> {
                 format!(
                     "{} * {}",
                     call("sigmoid", &[&a.0]).0,
-                    at_least(b, Prec::Prefix)
+                    right(b, Prec::Prefix)
                 ),
                 Prec::Product,
             ),
@@ -895,22 +902,15 @@ fn rust_body(program: &Program, var: &str, tail: &Expr) -> String {
         var,
         units: &program.units,
     };
-    let mut body = String::new();
-    for (i, unit) in program
+    let inner = program
         .units
-        .iter()
-        .enumerate()
-        .take(program.units.len() - 1)
-    {
-        let _ = writeln!(
-            body,
-            "    let {} = {};",
-            unit_name(i),
-            printer.print(unit).0
-        );
+        .split_last()
+        .map_or(&[][..], |(_, inner)| inner);
+    let mut body = String::new();
+    for (i, unit) in inner.iter().enumerate() {
+        body += &format!("    let {} = {};\n", unit_name(i), printer.print(unit).0);
     }
-    let _ = writeln!(body, "    {}", printer.print(tail).0);
-    body
+    body + &format!("    {}\n", printer.print(tail).0)
 }
 
 fn math(program: &Program, var: &str, e: &Expr) -> Printed {
@@ -922,7 +922,7 @@ fn math(program: &Program, var: &str, e: &Expr) -> Printed {
     .print(e)
 }
 
-/// `e` with inner units referred to by name: the last unit printed in place.
+/// The program's output: its last unit.
 fn last_unit(program: &Program) -> Expr {
     program.units.last().cloned().unwrap_or(Expr::Var)
 }
@@ -1299,6 +1299,11 @@ mod tests {
             exp_of(Expr::Unary(Unary::Tanh, Box::new(Expr::Var))),
             "exp(tanh(x))"
         );
+        let minus_abs = Expr::Unary(
+            Unary::Neg,
+            Box::new(Expr::Unary(Unary::Abs, Box::new(Expr::Var))),
+        );
+        assert_eq!(exp_of(minus_abs), "exp(-|x|)");
     }
 
     #[test]

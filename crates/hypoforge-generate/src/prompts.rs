@@ -281,6 +281,30 @@ mod tests {
         assert!(nep.user.contains("unlike every known one"));
     }
 
+    /// A recorded `prompt_id` must name the exact text that was sent: editing a template without
+    /// bumping [`TEMPLATE_VERSION`] would silently misattribute the corpus.
+    #[test]
+    fn the_templates_are_the_ones_their_version_names() {
+        let mut all = String::from(SYSTEM);
+        for kind in ComponentKind::ALL {
+            all.push_str(component_template(kind));
+            for strategy in Strategy::ALL {
+                all.push_str(task_template(kind, strategy));
+            }
+        }
+        assert_eq!(
+            (
+                TEMPLATE_VERSION,
+                hypoforge_spec::source_hash(all.as_bytes()).as_str()
+            ),
+            (
+                1,
+                "fe2ae0691969ab32e0e80913bee896adcc788c584a75056bf2d1080d778b5d59"
+            ),
+            "a prompt template changed: bump TEMPLATE_VERSION and update this digest"
+        );
+    }
+
     #[test]
     fn feedback_lists_best_and_worst_with_win_rates() {
         let feedback = Feedback {
