@@ -323,6 +323,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match stopped {
         Some(reason) if tally.produced < args.count => {
             if tally.produced == 0 {
+                // Nothing was made: leave no empty generation behind to block a retry.
+                drop(jsonl);
+                let _ = std::fs::remove_file(&jsonl_path);
                 bail!("{reason}");
             }
             eprintln!(

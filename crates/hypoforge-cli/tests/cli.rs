@@ -937,3 +937,40 @@ fn generate_with_an_llm_repairs_records_usage_and_never_writes_the_key() {
     }
     assert!(!stdout(&result).contains(KEY) && !stderr(&result).contains(KEY));
 }
+
+#[test]
+fn generate_with_an_endpoint_that_always_fails_says_so_and_leaves_nothing_behind() {
+    let server = chat_server::Server::start(|_, _| chat_server::status(500, "down"));
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let dir = out.path().join("llm");
+    let args = [
+        "--kind",
+        "activation",
+        "--strategy",
+        "iep",
+        "--generator",
+        "openai:m",
+        "--retries",
+        "1",
+        "--out",
+        dir.to_str().expect("UTF-8"),
+    ];
+    let result = generate(
+        &args,
+        cache.path(),
+        &[("OPENAI_BASE_URL", &server.base_url)],
+    );
+    assert_eq!(code(&result), 2, "{}", stderr(&result));
+    assert!(
+        stderr(&result)
+            .contains("failed 2 times in a row; giving up. Last failure: HTTP 500: down"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(
+        !dir.join("hypotheses.jsonl").exists(),
+        "a retry is not blocked"
+    );
+    assert_eq!(server.seen().len(), 2);
+}
