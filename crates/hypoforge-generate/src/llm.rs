@@ -355,18 +355,7 @@ impl LlmClient {
         }
         let mut response = match request.send(body.as_str()) {
             Ok(response) => response,
-            Err(ureq::Error::Timeout(_)) => {
-                return Ok(Exchange::Retry {
-                    failure: format!("no complete reply within {:?}", self.config.timeout),
-                    after: None,
-                });
-            }
-            Err(e) => {
-                return Ok(Exchange::Retry {
-                    failure: self.scrub(&e.to_string()),
-                    after: None,
-                });
-            }
+            Err(e) => return Ok(self.transport_failure(&e, "")),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -377,20 +366,9 @@ impl LlmClient {
             .map(Duration::from_secs);
         let text = match response.body_mut().read_to_string() {
             Ok(text) => text,
-            Err(ureq::Error::Timeout(_)) => {
-                return Ok(Exchange::Retry {
-                    failure: format!("no complete reply within {:?}", self.config.timeout),
-                    after: None,
-                });
-            }
             Err(e) => {
-                return Ok(Exchange::Retry {
-                    failure: format!(
-                        "HTTP {status}, reading the body: {}",
-                        self.scrub(&e.to_string())
-                    ),
-                    after: None,
-                });
+                let context = format!("HTTP {status}, reading the body: ");
+                return Ok(self.transport_failure(&e, &context));
             }
         };
         let snippet = self.scrub(&snippet(&text));
@@ -438,6 +416,21 @@ impl LlmClient {
             finish_reason: choice.finish_reason,
             usage,
         }))
+    }
+
+    /// A request that failed in transport (a timeout, a refused or dropped connection): worth
+    /// another try.
+    fn transport_failure(&self, error: &ureq::Error, context: &str) -> Exchange {
+        let failure = match error {
+            ureq::Error::Timeout(_) => {
+                format!("no complete reply within {:?}", self.config.timeout)
+            }
+            other => format!("{context}{}", self.scrub(&other.to_string())),
+        };
+        Exchange::Retry {
+            failure,
+            after: None,
+        }
     }
 
     /// `text` with the API key cut out, should a server or library ever echo it.
