@@ -266,7 +266,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match generator.next(&mut checker) {
             Ok(Some(h)) if online => {
                 usage.add(h.usage);
-                let verdict = checker.check(args.kind, &h.source);
+                // The repair loop has just checked the final code; check only what it did not.
+                let verdict = h
+                    .recorded_verdict()
+                    .unwrap_or_else(|| checker.check(args.kind, &h.source));
                 write_one(
                     &args.out, &mut jsonl, width, &mut tally, &h, &verdict, &endpoint,
                 )?;

@@ -71,6 +71,25 @@ impl Hypothesis {
     }
 }
 
+impl Hypothesis {
+    /// What checking [`Hypothesis::source`] said when this record was made: the verdict of the
+    /// last attempt that had this code, or `None` when no attempt checked it (grammar samples).
+    pub fn recorded_verdict(&self) -> Option<Verdict> {
+        let attempt = self
+            .attempts
+            .iter()
+            .rev()
+            .find(|a| a.source.as_deref() == Some(self.source.as_str()))?;
+        let message = attempt.message.clone().unwrap_or_default();
+        match attempt.outcome {
+            Outcome::Valid => Some(Verdict::Valid),
+            Outcome::CompileError => Some(Verdict::CompileError(message)),
+            Outcome::Invalid => Some(Verdict::Invalid(message)),
+            Outcome::NoCode => None,
+        }
+    }
+}
+
 /// One try at a hypothesis and what the checker said.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -181,6 +200,39 @@ mod tests {
             Hypothesis::declared_name("activation!(name = \"Bad Name\")"),
             None
         );
+    }
+
+    #[test]
+    fn the_recorded_verdict_is_that_of_the_last_attempt_with_the_final_code() {
+        let attempt = |outcome, source: Option<&str>, message: Option<&str>| Attempt {
+            outcome,
+            source: source.map(str::to_owned),
+            message: message.map(str::to_owned),
+        };
+        let mut h = Hypothesis {
+            kind: ComponentKind::Activation,
+            name: None,
+            generator: String::new(),
+            strategy: None,
+            prompt_id: None,
+            model: None,
+            idea: None,
+            source: "a".into(),
+            attempts: vec![
+                attempt(Outcome::CompileError, Some("a"), Some("E0599")),
+                attempt(Outcome::NoCode, None, Some("no code")),
+            ],
+            usage: Usage::default(),
+        };
+        assert_eq!(
+            h.recorded_verdict(),
+            Some(Verdict::CompileError("E0599".into()))
+        );
+        h.attempts.push(attempt(Outcome::Valid, Some("b"), None));
+        h.source = "b".into();
+        assert_eq!(h.recorded_verdict(), Some(Verdict::Valid));
+        h.attempts.clear();
+        assert_eq!(h.recorded_verdict(), None);
     }
 
     #[test]

@@ -37,7 +37,6 @@ pub enum ReplayError {
 #[derive(Debug)]
 pub struct ReplayGenerator {
     records: std::vec::IntoIter<Hypothesis>,
-    available: usize,
 }
 
 impl ReplayGenerator {
@@ -67,7 +66,6 @@ impl ReplayGenerator {
         }
         Rng::new(seed).shuffle(&mut records);
         Ok(ReplayGenerator {
-            available: records.len(),
             records: records.into_iter(),
         })
     }
@@ -99,9 +97,9 @@ impl ReplayGenerator {
         )
     }
 
-    /// How many records matched the kind and strategy.
+    /// How many matching records are still to come (all of them before the first `next`).
     pub fn available(&self) -> usize {
-        self.available
+        self.records.len()
     }
 }
 
