@@ -272,14 +272,19 @@ pub const WAT_ACTIVATION_META: &str =
 /// `hf_act_forward` body of the identity: copy the input to the output, status 0.
 pub const IDENTITY_FORWARD: &str = "(memory.copy (local.get $out) (local.get $in) (i32.shl (local.get $n) (i32.const 2)))\n    (i32.const 0)";
 
+/// `hf_act_forward_derivative` body that agrees with the others: `f' = 1`, then `hf_act_forward`.
+pub const ONE_PASS: &str = "(call $fill (local.get $slope) (local.get $n) (f32.const 1))
+    (call $forward (local.get $in) (local.get $out) (local.get $n))";
+
 /// `hf_alloc` body of a bump allocator (param `$bytes`, local `$p`).
 pub const BUMP_ALLOC: &str =
     "(local.set $p (i32.and (i32.add (global.get $next) (i32.const 15)) (i32.const -16)))
     (global.set $next (i32.add (local.get $p) (local.get $bytes)))
     (local.get $p)";
 
-/// A hand-written activation plugin in WebAssembly text: a bump allocator, `f' = 1`, and
-/// `hf_act_forward` (params `$in $out $n`, returns a status). The default is a valid identity
+/// A hand-written activation plugin in WebAssembly text: a bump allocator, `f' = 1`,
+/// `hf_act_forward` (params `$in $out $n`, returns a status) and the one-pass export calling
+/// it. The default is a valid identity
 /// activation: the control that every hand-made hostile module is one change away from.
 #[derive(Clone, Debug)]
 pub struct WatActivation {
@@ -287,6 +292,8 @@ pub struct WatActivation {
     pub memory_pages: u32,
     /// Body of `hf_act_forward`.
     pub forward: String,
+    /// Body of `hf_act_forward_derivative` (params `$in $out $slope $n`).
+    pub one_pass: String,
     /// Body of `hf_alloc`.
     pub alloc: String,
     /// Further module fields (functions, a start function, tables, imports...).
@@ -300,6 +307,7 @@ impl Default for WatActivation {
         WatActivation {
             memory_pages: 16,
             forward: IDENTITY_FORWARD.into(),
+            one_pass: ONE_PASS.into(),
             alloc: BUMP_ALLOC.into(),
             extra: String::new(),
             sections: plugin_sections(ABI_VERSION, WAT_ACTIVATION_META),
@@ -313,6 +321,7 @@ impl WatActivation {
         let WatActivation {
             memory_pages,
             forward,
+            one_pass,
             alloc,
             extra,
             sections,
@@ -334,11 +343,13 @@ impl WatActivation {
         (f32.store (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 2))) (local.get $value))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $again))))
-  (func (export "hf_act_forward") (param $in i32) (param $out i32) (param $n i32) (result i32)
+  (func $forward (export "hf_act_forward") (param $in i32) (param $out i32) (param $n i32) (result i32)
     {forward})
   (func (export "hf_act_derivative") (param $in i32) (param $out i32) (param $n i32) (result i32)
     (call $fill (local.get $out) (local.get $n) (f32.const 1))
     (i32.const 0))
+  (func (export "hf_act_forward_derivative") (param $in i32) (param $out i32) (param $slope i32) (param $n i32) (result i32)
+    {one_pass})
   {sections}
 )"#
         )

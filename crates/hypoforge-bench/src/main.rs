@@ -27,6 +27,11 @@ mod native_gelu {
     pub fn slope(x: f32) -> f32 {
         gelu(Dual::var(x)).d
     }
+    #[inline(always)]
+    pub fn both(x: f32) -> (f32, f32) {
+        let y = gelu(Dual::var(x));
+        (y.v, y.d)
+    }
 }
 #[allow(dead_code)]
 mod native_relu {
@@ -39,14 +44,19 @@ mod native_relu {
     pub fn slope(x: f32) -> f32 {
         relu(Dual::var(x)).d
     }
+    #[inline(always)]
+    pub fn both(x: f32) -> (f32, f32) {
+        let y = relu(Dual::var(x));
+        (y.v, y.d)
+    }
 }
 
-/// An activation source built natively: `f` and its dual-number derivative, as the SDK's
-/// `activation!` exports them in WebAssembly, inlined into the training loop's calls.
-pub(crate) struct NativeSource<F, D>(pub F, pub D);
+/// An activation source built natively: `f`, its dual-number derivative and both in one pass,
+/// as the SDK's `activation!` exports them in WebAssembly, inlined into the training loop's calls.
+pub(crate) struct NativeSource<F, D, B>(pub F, pub D, pub B);
 
-impl<F: Fn(f32) -> f32, D: Fn(f32) -> f32> hypoforge_eval::model::Activation
-    for NativeSource<F, D>
+impl<F: Fn(f32) -> f32, D: Fn(f32) -> f32, B: Fn(f32) -> (f32, f32)>
+    hypoforge_eval::model::Activation for NativeSource<F, D, B>
 {
     fn forward(
         &mut self,
@@ -65,6 +75,17 @@ impl<F: Fn(f32) -> f32, D: Fn(f32) -> f32> hypoforge_eval::model::Activation
     ) -> Result<(), hypoforge_eval::model::RunFailure> {
         for (d, &x) in dy.iter_mut().zip(x) {
             *d = (self.1)(x);
+        }
+        Ok(())
+    }
+    fn forward_with_derivative(
+        &mut self,
+        x: &[f32],
+        y: &mut [f32],
+        dy: &mut [f32],
+    ) -> Result<(), hypoforge_eval::model::RunFailure> {
+        for ((y, d), &x) in y.iter_mut().zip(dy.iter_mut()).zip(x) {
+            (*y, *d) = (self.2)(x);
         }
         Ok(())
     }
@@ -173,7 +194,7 @@ fn overhead(
         &canonical,
         sources,
         "gelu",
-        &mut NativeSource(native_gelu::native, native_gelu::slope),
+        &mut NativeSource(native_gelu::native, native_gelu::slope, native_gelu::both),
     )?;
     overhead_rows(
         compiler,
@@ -181,7 +202,7 @@ fn overhead(
         &canonical,
         sources,
         "relu",
-        &mut NativeSource(native_relu::native, native_relu::slope),
+        &mut NativeSource(native_relu::native, native_relu::slope, native_relu::both),
     )
 }
 
@@ -204,29 +225,24 @@ fn overhead_rows(
         // activation pays its mispredictions here as it does in training.
         let mut rng = hypoforge_spec::rng::Rng::new(n as u64);
         let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-        let mut y = vec![0.0f32; n];
+        let (mut y, mut dy) = (vec![0.0f32; n], vec![0.0f32; n]);
         let reps = (1 << 24) / n;
-        for (function, derivative) in [("f", false), ("f′", true)] {
+        for pass in [Pass::Forward, Pass::Derivative, Pass::Both] {
             let mut failure = None;
             let native_t = time_per_element(reps, n, || {
-                let x = black_box(&x);
-                let result = if derivative {
-                    native.derivative(x, &mut y)
-                } else {
-                    native.forward(x, &mut y)
-                };
-                if let Err(e) = result {
+                if let Err(e) = pass.run_native(native, black_box(&x), &mut y, &mut dy) {
                     failure = Some(e);
                 }
-                black_box(&y);
+                black_box((&y, &dy));
             });
             if let Some(e) = failure {
                 anyhow::bail!("native {name}: {e:?}");
             }
-            let wasm_t = time_plugin(&mut default_engine, derivative, &x, &mut y, reps)?;
-            let canonical_t = time_plugin(&mut canonical_engine, derivative, &x, &mut y, reps)?;
+            let wasm_t = time_plugin(&mut default_engine, pass, &x, &mut y, &mut dy, reps)?;
+            let canonical_t = time_plugin(&mut canonical_engine, pass, &x, &mut y, &mut dy, reps)?;
             println!(
-                "| {name} | {n} | {function} | {native_t:.2} | {wasm_t:.2} | {:.1}× | {canonical_t:.2} | {:.1}× |",
+                "| {name} | {n} | {} | {native_t:.2} | {wasm_t:.2} | {:.1}× | {canonical_t:.2} | {:.1}× |",
+                pass.label(),
                 wasm_t / native_t,
                 canonical_t / native_t
             );
@@ -252,25 +268,68 @@ fn activation_wasm(
         .wasm)
 }
 
-/// Nanoseconds per element of `act.forward` (or `act.derivative`) over `x`.
+/// One of the activation calls training makes.
+#[derive(Clone, Copy)]
+enum Pass {
+    Forward,
+    Derivative,
+    /// `f` and `f′` in one call, as training's forward pass takes them.
+    Both,
+}
+
+impl Pass {
+    fn label(self) -> &'static str {
+        match self {
+            Pass::Forward => "f",
+            Pass::Derivative => "f′",
+            Pass::Both => "f and f′, one pass",
+        }
+    }
+
+    fn run_native(
+        self,
+        act: &mut impl hypoforge_eval::model::Activation,
+        x: &[f32],
+        y: &mut [f32],
+        dy: &mut [f32],
+    ) -> Result<(), hypoforge_eval::model::RunFailure> {
+        match self {
+            Pass::Forward => act.forward(x, y),
+            Pass::Derivative => act.derivative(x, dy),
+            Pass::Both => act.forward_with_derivative(x, y, dy),
+        }
+    }
+
+    fn run_plugin(
+        self,
+        act: &mut Activation,
+        x: &[f32],
+        y: &mut [f32],
+        dy: &mut [f32],
+    ) -> Result<(), hypoforge_sandbox::SandboxError> {
+        match self {
+            Pass::Forward => act.forward(x, y),
+            Pass::Derivative => act.derivative(x, dy),
+            Pass::Both => act.forward_with_derivative(x, y, dy),
+        }
+    }
+}
+
+/// Nanoseconds per element of one `pass` of `act` over `x`.
 fn time_plugin(
     act: &mut Activation,
-    derivative: bool,
+    pass: Pass,
     x: &[f32],
     y: &mut [f32],
+    dy: &mut [f32],
     reps: usize,
 ) -> anyhow::Result<f64> {
     let mut failure = None;
     let t = time_per_element(reps, x.len(), || {
-        let result = if derivative {
-            act.derivative(black_box(x), y)
-        } else {
-            act.forward(black_box(x), y)
-        };
-        if let Err(e) = result {
+        if let Err(e) = pass.run_plugin(act, black_box(x), y, dy) {
             failure = Some(e);
         }
-        black_box(&y);
+        black_box((&y, &dy));
     });
     match failure {
         Some(e) => Err(anyhow::anyhow!("sandbox call failed: {e}")),

@@ -108,12 +108,12 @@ fn training(sandbox: &Sandbox, plugins: &Plugins) -> anyhow::Result<Vec<Timing>>
         let pairs: [(&str, &mut dyn Activation, &Plugin); 2] = [
             (
                 "ReLU",
-                &mut NativeSource(native_relu::native, native_relu::slope),
+                &mut NativeSource(native_relu::native, native_relu::slope, native_relu::both),
                 &plugins.relu,
             ),
             (
                 "GELU",
-                &mut NativeSource(native_gelu::native, native_gelu::slope),
+                &mut NativeSource(native_gelu::native, native_gelu::slope, native_gelu::both),
                 &plugins.gelu,
             ),
         ];
@@ -165,7 +165,8 @@ fn training(sandbox: &Sandbox, plugins: &Plugins) -> anyhow::Result<Vec<Timing>>
         pool.install(|| {
             use rayon::prelude::*;
             (0..trials as u64).into_par_iter().try_for_each(|seed| {
-                let mut act = NativeSource(native_relu::native, native_relu::slope);
+                let mut act =
+                    NativeSource(native_relu::native, native_relu::slope, native_relu::both);
                 model::train(&config, objective, &train, &valid, seed, &mut act, None)
                     .map(drop)
                     .map_err(|e| anyhow::anyhow!("{e}"))

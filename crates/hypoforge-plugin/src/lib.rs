@@ -126,7 +126,11 @@ impl Plugin {
         let meta =
             PluginMeta::parse(meta_bytes).map_err(|e| PluginError::BadMeta(e.to_string()))?;
         let required: &[&str] = match meta.kind {
-            ComponentKind::Activation => &[exports::ACT_FORWARD, exports::ACT_DERIVATIVE],
+            ComponentKind::Activation => &[
+                exports::ACT_FORWARD,
+                exports::ACT_DERIVATIVE,
+                exports::ACT_FORWARD_DERIVATIVE,
+            ],
             ComponentKind::Preprocessor => {
                 &[exports::PRE_FIT, exports::PRE_WIDTH, exports::PRE_TRANSFORM]
             }
@@ -179,6 +183,7 @@ impl Plugin {
         Ok(Activation {
             forward: guest.instance.func(exports::ACT_FORWARD)?,
             derivative: guest.instance.func(exports::ACT_DERIVATIVE)?,
+            both: guest.instance.func(exports::ACT_FORWARD_DERIVATIVE)?,
             guest,
             budget: limits.activation,
         })
@@ -267,17 +272,30 @@ impl Guest {
 
     /// Run `call` on a canary-filled output buffer (followed by a canary guard zone) and read
     /// `out` back, checking that every output was written and nothing past the end.
-    ///
-    /// An output still holding the canary is either unwritten or a NaN with those very bits; a
-    /// second run under another canary tells the two apart, so the common path runs once.
     fn call_collecting(
         &mut self,
         slot: usize,
         out: &mut [f32],
         what: &str,
+        call: impl FnMut(&mut Instance, u32) -> Result<(), SandboxError>,
+    ) -> Result<(), SandboxError> {
+        self.call_collecting_all(slot, &mut [out], what, call)
+    }
+
+    /// [`Guest::call_collecting`] for a call with several outputs, laid out one after another
+    /// in one guest buffer from the pointer `call` is given; the guard zone follows the last.
+    ///
+    /// An output still holding the canary is either unwritten or a NaN with those very bits; a
+    /// second run under another canary tells the two apart, so the common path runs once.
+    fn call_collecting_all(
+        &mut self,
+        slot: usize,
+        outs: &mut [&mut [f32]],
+        what: &str,
         mut call: impl FnMut(&mut Instance, u32) -> Result<(), SandboxError>,
     ) -> Result<(), SandboxError> {
-        let floats = out.len() + GUARD_FLOATS;
+        let total: usize = outs.iter().map(|o| o.len()).sum();
+        let floats = total + GUARD_FLOATS;
         let ptr = self.buffer(slot, floats)?;
         // Each read-back refills what it read with the canary, so a run of same-size calls
         // (the training loop) skips the separate fill pass.
@@ -296,19 +314,19 @@ impl Guest {
             }
             call(&mut self.instance, ptr)?;
             let marker = f32::from_bits(canary);
-            let unwritten = self.instance.drain_f32(ptr, out, marker, refill)?;
+            let mut unwritten = 0;
+            let mut at = ptr;
+            for out in outs.iter_mut() {
+                unwritten += self.instance.drain_f32(at, out, marker, refill)?;
+                at += (out.len() * 4) as u32;
+            }
             let mut guard = [0f32; GUARD_FLOATS];
-            let intact = self.instance.drain_f32(
-                ptr + (out.len() * 4) as u32,
-                &mut guard,
-                marker,
-                refill,
-            )?;
+            let intact = self.instance.drain_f32(at, &mut guard, marker, refill)?;
             self.primed = Some((ptr, floats, self.instance.entries()));
             if intact != GUARD_FLOATS {
                 return Err(SandboxError::BadAbi(format!(
                     "{what} wrote past the end of its {}-element output",
-                    out.len()
+                    outs.last().map_or(0, |o| o.len())
                 )));
             }
             if unwritten == 0 {
@@ -316,8 +334,7 @@ impl Guest {
             }
             if canary == CANARY_CONFIRM {
                 return Err(SandboxError::BadAbi(format!(
-                    "{what} left {unwritten} of {} outputs unwritten",
-                    out.len()
+                    "{what} left {unwritten} of {total} outputs unwritten"
                 )));
             }
         }
@@ -346,6 +363,7 @@ pub struct Activation {
     guest: Guest,
     forward: TypedFunc<(i32, i32, i32), i32>,
     derivative: TypedFunc<(i32, i32, i32), i32>,
+    both: TypedFunc<(i32, i32, i32, i32), i32>,
     budget: Budget,
 }
 
@@ -368,7 +386,8 @@ impl Activation {
         self.apply(&func, x, dy, "hf_act_derivative")
     }
 
-    /// `y[i] = f(x[i])` and `dy[i] = f'(x[i])`, copying `x` into the sandbox once.
+    /// `y[i] = f(x[i])` and `dy[i] = f'(x[i])` in one guest call per tile, which lets the guest
+    /// evaluate `f` once for both (a dual number carries the value along with the slope).
     pub fn forward_with_derivative(
         &mut self,
         x: &[f32],
@@ -379,14 +398,24 @@ impl Activation {
             x.len() == y.len() && x.len() == dy.len(),
             "input and output lengths differ"
         );
-        let (forward, derivative) = (self.forward.clone(), self.derivative.clone());
+        let both = self.both.clone();
+        let what = exports::ACT_FORWARD_DERIVATIVE;
         for ((x, y), dy) in x
             .chunks(TILE)
             .zip(y.chunks_mut(TILE))
             .zip(dy.chunks_mut(TILE))
         {
-            self.apply_tile(&forward, x, y, "hf_act_forward")?;
-            self.apply_again(&derivative, x.len(), dy, "hf_act_derivative")?;
+            let input = self.guest.input(0, x)?;
+            let n = len_i32(x.len())?;
+            // Both passes' worth of work in one call.
+            let fuel = self.budget.for_elements(x.len()).saturating_mul(2);
+            self.guest
+                .call_collecting_all(1, &mut [y, dy], what, |instance, output| {
+                    let slope = output + (x.len() * 4) as u32;
+                    let args = (input as i32, output as i32, slope as i32, n);
+                    let code = instance.call_with_fuel(&both, args, fuel)?;
+                    check_status(code, what)
+                })?;
         }
         Ok(())
     }
@@ -413,24 +442,9 @@ impl Activation {
         y: &mut [f32],
         what: &str,
     ) -> Result<(), SandboxError> {
-        self.guest.input(0, x)?;
-        self.apply_again(func, x.len(), y, what)
-    }
-
-    /// Run `func` on the input left in slot 0 by the last [`Activation::apply_tile`]. The guest may
-    /// have changed that input since; that only changes its own outputs, which are checked
-    /// like any others.
-    fn apply_again(
-        &mut self,
-        func: &TypedFunc<(i32, i32, i32), i32>,
-        len: usize,
-        y: &mut [f32],
-        what: &str,
-    ) -> Result<(), SandboxError> {
-        assert_eq!(len, y.len(), "input and output lengths differ");
-        let n = len_i32(len)?;
-        let input = self.guest.buffer(0, len)?;
-        let fuel = self.budget.for_elements(len);
+        let input = self.guest.input(0, x)?;
+        let n = len_i32(x.len())?;
+        let fuel = self.budget.for_elements(x.len());
         self.guest.call_collecting(1, y, what, |instance, output| {
             let code = instance.call_with_fuel(func, (input as i32, output as i32, n), fuel)?;
             check_status(code, what)

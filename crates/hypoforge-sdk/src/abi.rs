@@ -9,7 +9,7 @@ use core::cell::UnsafeCell;
 use crate::{Matrix, Preprocessor};
 
 /// Bumped whenever an export's name, signature or meaning changes.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// Contents of the `hypoforge.abi` custom section.
 pub const ABI_SECTION: [u8; 4] = ABI_VERSION.to_le_bytes();
 /// The SDK version stamped into every plugin's metadata.
@@ -114,7 +114,7 @@ fn buffer_mut<'a>(ptr: i32, len: usize) -> &'a mut [f32] {
     if len == 0 {
         return &mut [];
     }
-    // SAFETY: as in `buffer`; input and output buffers are distinct allocations.
+    // SAFETY: as in `buffer`; the host passes input and output ranges that do not overlap.
     unsafe { core::slice::from_raw_parts_mut(ptr as u32 as usize as *mut f32, len) }
 }
 
@@ -140,6 +140,29 @@ pub fn activation_apply(input: i32, output: i32, n: i32, f: impl Fn(f32) -> f32)
     let (x, y) = (buffer(input, n), buffer_mut(output, n));
     for (y, &x) in y.iter_mut().zip(x) {
         *y = f(x);
+    }
+    status::OK
+}
+
+/// `out[i] = f(input[i])` and `slope[i] = f'(input[i])` for `n` elements, from one evaluation
+/// of `both` per element (a dual number carries both).
+pub fn activation_apply_both(
+    input: i32,
+    output: i32,
+    slope: i32,
+    n: i32,
+    both: impl Fn(f32) -> (f32, f32),
+) -> i32 {
+    let Ok(n) = usize::try_from(n) else {
+        return status::BAD_ARGUMENTS;
+    };
+    let (x, y, dy) = (
+        buffer(input, n),
+        buffer_mut(output, n),
+        buffer_mut(slope, n),
+    );
+    for ((y, dy), &x) in y.iter_mut().zip(dy.iter_mut()).zip(x) {
+        (*y, *dy) = both(x);
     }
     status::OK
 }

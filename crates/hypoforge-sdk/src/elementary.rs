@@ -27,7 +27,7 @@ const EXP_MIN_INPUT: f32 = -104.0;
 const EXP_MAX_INPUT: f32 = 89.0;
 
 /// `e^x` for `f32`, within 1 ulp; subnormal results, overflow to `+inf` and NaN as libm.
-#[inline]
+#[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     // Comparisons rather than `max`/`min`, so that a NaN passes through to the result.
     let x = if x < EXP_MIN_INPUT { EXP_MIN_INPUT } else { x };
@@ -47,7 +47,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     e_r * pow2(half) * pow2(n_int.wrapping_sub(half))
 }
 
-#[inline]
+#[inline(always)]
 fn pow2(n: i32) -> f32 {
     f32::from_bits((n.wrapping_add(127) << 23) as u32)
 }
@@ -81,7 +81,7 @@ const ERF_LARGE: [f32; 10] = [
 const ERF_SATURATION: f32 = 4.0;
 
 /// The Gauss error function for `f32`, within 1.5 ulp; odd, so `erf(-0) = -0`.
-#[inline]
+#[inline(always)]
 pub(crate) fn erf(x: f32) -> f32 {
     let t = x.abs();
     let small = x + x * horner(&ERF_SMALL, x * x);
@@ -95,7 +95,7 @@ pub(crate) fn erf(x: f32) -> f32 {
     if t >= ERF_SPLIT { large } else { small }
 }
 
-#[inline]
+#[inline(always)]
 fn horner(coefficients: &[f32], x: f32) -> f32 {
     let (last, rest) = coefficients
         .split_last()

@@ -79,13 +79,25 @@ pub mod prelude {
 #[macro_export]
 macro_rules! activation {
     (name = $name:literal, f = $f:path $(,)?) => {
-        $crate::__export_activation!($name, "dual", |x: f32| $f(x), |x: f32| $f(
-            $crate::Dual::var(x)
-        )
-        .d);
+        $crate::__export_activation!(
+            $name,
+            "dual",
+            |x: f32| $f(x),
+            |x: f32| $f($crate::Dual::var(x)).d,
+            |x: f32| {
+                let y = $f($crate::Dual::var(x));
+                (y.v, y.d)
+            }
+        );
     };
     (name = $name:literal, f = $f:path, df = $df:path $(,)?) => {
-        $crate::__export_activation!($name, "author", |x: f32| $f(x), |x: f32| $df(x));
+        $crate::__export_activation!(
+            $name,
+            "author",
+            |x: f32| $f(x),
+            |x: f32| $df(x),
+            |x: f32| ($f(x), $df(x))
+        );
     };
 }
 
@@ -139,7 +151,7 @@ macro_rules! regularizer {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_activation {
-    ($name:literal, $derivative:literal, $forward:expr, $backward:expr) => {
+    ($name:literal, $derivative:literal, $forward:expr, $backward:expr, $both:expr) => {
         $crate::__export_common!("activation", $name, $derivative);
         #[cfg(target_arch = "wasm32")]
         const _: () = {
@@ -150,6 +162,15 @@ macro_rules! __export_activation {
             #[unsafe(no_mangle)]
             pub extern "C" fn hf_act_derivative(input: i32, output: i32, n: i32) -> i32 {
                 $crate::__abi::activation_apply(input, output, n, $backward)
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn hf_act_forward_derivative(
+                input: i32,
+                output: i32,
+                slope: i32,
+                n: i32,
+            ) -> i32 {
+                $crate::__abi::activation_apply_both(input, output, slope, n, $both)
             }
         };
     };

@@ -106,87 +106,87 @@ fn softplus_f32(x: f32) -> f32 {
 }
 
 impl Real for f32 {
-    #[inline]
+    #[inline(always)]
     fn c(value: f32) -> Self {
         value
     }
-    #[inline]
+    #[inline(always)]
     fn value(self) -> f32 {
         self
     }
-    #[inline]
+    #[inline(always)]
     fn exp(self) -> Self {
         elementary::exp(self)
     }
-    #[inline]
+    #[inline(always)]
     fn exp_m1(self) -> Self {
         libm::expm1f(self)
     }
-    #[inline]
+    #[inline(always)]
     fn ln(self) -> Self {
         libm::logf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn ln_1p(self) -> Self {
         libm::log1pf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn sqrt(self) -> Self {
         libm::sqrtf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn powf(self, p: f32) -> Self {
         libm::powf(self, p)
     }
-    #[inline]
+    #[inline(always)]
     fn powi(self, n: i32) -> Self {
         libm::powf(self, n as f32)
     }
-    #[inline]
+    #[inline(always)]
     fn sin(self) -> Self {
         libm::sinf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn cos(self) -> Self {
         libm::cosf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn tanh(self) -> Self {
         libm::tanhf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn sinh(self) -> Self {
         libm::sinhf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn cosh(self) -> Self {
         libm::coshf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn atan(self) -> Self {
         libm::atanf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn erf(self) -> Self {
         elementary::erf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn abs(self) -> Self {
         libm::fabsf(self)
     }
-    #[inline]
+    #[inline(always)]
     fn max(self, other: Self) -> Self {
         if other > self { other } else { self }
     }
-    #[inline]
+    #[inline(always)]
     fn min(self, other: Self) -> Self {
         if other < self { other } else { self }
     }
-    #[inline]
+    #[inline(always)]
     fn sigmoid(self) -> Self {
         sigmoid_f32(self)
     }
-    #[inline]
+    #[inline(always)]
     fn softplus(self) -> Self {
         softplus_f32(self)
     }
@@ -211,7 +211,7 @@ impl Dual {
     pub const fn constant(x: f32) -> Self {
         Dual { v: x, d: 0.0 }
     }
-    #[inline]
+    #[inline(always)]
     fn chain(self, value: f32, slope: f32) -> Self {
         Dual {
             v: value,
@@ -221,21 +221,21 @@ impl Dual {
 }
 
 impl PartialOrd for Dual {
-    #[inline]
+    #[inline(always)]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         self.v.partial_cmp(&other.v)
     }
 }
 
 impl PartialEq<f32> for Dual {
-    #[inline]
+    #[inline(always)]
     fn eq(&self, other: &f32) -> bool {
         self.v == *other
     }
 }
 
 impl PartialOrd<f32> for Dual {
-    #[inline]
+    #[inline(always)]
     fn partial_cmp(&self, other: &f32) -> Option<Ordering> {
         self.v.partial_cmp(other)
     }
@@ -243,7 +243,7 @@ impl PartialOrd<f32> for Dual {
 
 impl Add for Dual {
     type Output = Dual;
-    #[inline]
+    #[inline(always)]
     fn add(self, o: Dual) -> Dual {
         Dual {
             v: self.v + o.v,
@@ -254,7 +254,7 @@ impl Add for Dual {
 
 impl Sub for Dual {
     type Output = Dual;
-    #[inline]
+    #[inline(always)]
     fn sub(self, o: Dual) -> Dual {
         Dual {
             v: self.v - o.v,
@@ -265,7 +265,7 @@ impl Sub for Dual {
 
 impl Mul for Dual {
     type Output = Dual;
-    #[inline]
+    #[inline(always)]
     fn mul(self, o: Dual) -> Dual {
         Dual {
             v: self.v * o.v,
@@ -276,7 +276,7 @@ impl Mul for Dual {
 
 impl Div for Dual {
     type Output = Dual;
-    #[inline]
+    #[inline(always)]
     fn div(self, o: Dual) -> Dual {
         Dual {
             v: self.v / o.v,
@@ -287,7 +287,7 @@ impl Div for Dual {
 
 impl Neg for Dual {
     type Output = Dual;
-    #[inline]
+    #[inline(always)]
     fn neg(self) -> Dual {
         Dual {
             v: -self.v,
@@ -298,7 +298,7 @@ impl Neg for Dual {
 
 impl Add<f32> for Dual {
     type Output = Dual;
-    #[inline]
+    #[inline(always)]
     fn add(self, o: f32) -> Dual {
         Dual {
             v: self.v + o,
@@ -309,7 +309,7 @@ impl Add<f32> for Dual {
 
 impl Sub<f32> for Dual {
     type Output = Dual;
-    #[inline]
+    #[inline(always)]
     fn sub(self, o: f32) -> Dual {
         Dual {
             v: self.v - o,
@@ -320,7 +320,7 @@ impl Sub<f32> for Dual {
 
 impl Mul<f32> for Dual {
     type Output = Dual;
-    #[inline]
+    #[inline(always)]
     fn mul(self, o: f32) -> Dual {
         Dual {
             v: self.v * o,
@@ -331,7 +331,7 @@ impl Mul<f32> for Dual {
 
 impl Div<f32> for Dual {
     type Output = Dual;
-    #[inline]
+    #[inline(always)]
     fn div(self, o: f32) -> Dual {
         Dual {
             v: self.v / o,
@@ -343,7 +343,7 @@ impl Div<f32> for Dual {
 macro_rules! assign_ops {
     ($($tr:ident $method:ident $op:tt),*) => {$(
         impl $tr for Dual {
-            #[inline]
+            #[inline(always)]
             fn $method(&mut self, o: Dual) {
                 *self = *self $op o;
             }
@@ -355,78 +355,78 @@ assign_ops!(AddAssign add_assign +, SubAssign sub_assign -, MulAssign mul_assign
 use core::f32::consts::FRAC_2_SQRT_PI as TWO_OVER_SQRT_PI;
 
 impl Real for Dual {
-    #[inline]
+    #[inline(always)]
     fn c(value: f32) -> Self {
         Dual::constant(value)
     }
-    #[inline]
+    #[inline(always)]
     fn value(self) -> f32 {
         self.v
     }
-    #[inline]
+    #[inline(always)]
     fn exp(self) -> Self {
         let e = elementary::exp(self.v);
         self.chain(e, e)
     }
-    #[inline]
+    #[inline(always)]
     fn exp_m1(self) -> Self {
         self.chain(libm::expm1f(self.v), libm::expf(self.v))
     }
-    #[inline]
+    #[inline(always)]
     fn ln(self) -> Self {
         self.chain(libm::logf(self.v), 1.0 / self.v)
     }
-    #[inline]
+    #[inline(always)]
     fn ln_1p(self) -> Self {
         self.chain(libm::log1pf(self.v), 1.0 / (1.0 + self.v))
     }
-    #[inline]
+    #[inline(always)]
     fn sqrt(self) -> Self {
         let s = libm::sqrtf(self.v);
         self.chain(s, 0.5 / s)
     }
-    #[inline]
+    #[inline(always)]
     fn powf(self, p: f32) -> Self {
         self.chain(libm::powf(self.v, p), p * libm::powf(self.v, p - 1.0))
     }
-    #[inline]
+    #[inline(always)]
     fn powi(self, n: i32) -> Self {
         let nf = n as f32;
         self.chain(libm::powf(self.v, nf), nf * libm::powf(self.v, nf - 1.0))
     }
-    #[inline]
+    #[inline(always)]
     fn sin(self) -> Self {
         self.chain(libm::sinf(self.v), libm::cosf(self.v))
     }
-    #[inline]
+    #[inline(always)]
     fn cos(self) -> Self {
         self.chain(libm::cosf(self.v), -libm::sinf(self.v))
     }
-    #[inline]
+    #[inline(always)]
     fn tanh(self) -> Self {
         let t = libm::tanhf(self.v);
         self.chain(t, 1.0 - t * t)
     }
-    #[inline]
+    #[inline(always)]
     fn sinh(self) -> Self {
         self.chain(libm::sinhf(self.v), libm::coshf(self.v))
     }
-    #[inline]
+    #[inline(always)]
     fn cosh(self) -> Self {
         self.chain(libm::coshf(self.v), libm::sinhf(self.v))
     }
-    #[inline]
+    #[inline(always)]
     fn atan(self) -> Self {
         self.chain(libm::atanf(self.v), 1.0 / (1.0 + self.v * self.v))
     }
-    #[inline]
+    #[inline(always)]
     fn erf(self) -> Self {
         self.chain(
             elementary::erf(self.v),
             TWO_OVER_SQRT_PI * elementary::exp(-self.v * self.v),
         )
     }
-    #[inline]
+    #[inline(always)]
     fn abs(self) -> Self {
         let slope = if self.v > 0.0 {
             1.0
@@ -437,20 +437,20 @@ impl Real for Dual {
         };
         self.chain(libm::fabsf(self.v), slope)
     }
-    #[inline]
+    #[inline(always)]
     fn max(self, other: Self) -> Self {
         if other.v > self.v { other } else { self }
     }
-    #[inline]
+    #[inline(always)]
     fn min(self, other: Self) -> Self {
         if other.v < self.v { other } else { self }
     }
-    #[inline]
+    #[inline(always)]
     fn sigmoid(self) -> Self {
         let s = sigmoid_f32(self.v);
         self.chain(s, s * (1.0 - s))
     }
-    #[inline]
+    #[inline(always)]
     fn softplus(self) -> Self {
         self.chain(softplus_f32(self.v), sigmoid_f32(self.v))
     }

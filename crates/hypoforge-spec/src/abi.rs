@@ -5,7 +5,7 @@ use std::fmt;
 use crate::{ComponentKind, DerivativeSource};
 
 /// The ABI version hosts accept. The SDK emits the same number (a test checks they agree).
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// Custom section holding the ABI version as a little-endian `u32`.
 pub const ABI_SECTION: &str = "hypoforge.abi";
 /// Custom section holding `key=value` lines: kind, name, derivative, sdk.
@@ -23,6 +23,8 @@ pub mod exports {
     pub const PANIC_MESSAGE: &str = "hf_panic_message";
     pub const ACT_FORWARD: &str = "hf_act_forward";
     pub const ACT_DERIVATIVE: &str = "hf_act_derivative";
+    /// `f` and `f'` in one pass, as training needs both (since ABI 2).
+    pub const ACT_FORWARD_DERIVATIVE: &str = "hf_act_forward_derivative";
     pub const PRE_FIT: &str = "hf_pre_fit";
     pub const PRE_WIDTH: &str = "hf_pre_width";
     pub const PRE_TRANSFORM: &str = "hf_pre_transform";

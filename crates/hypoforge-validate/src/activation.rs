@@ -1,5 +1,5 @@
-//! Activation checks: finite f and f′ on the probe set, exact output shape, determinism,
-//! elementwise behaviour, and an author-written derivative against finite differences.
+//! Activation checks: finite f and f′ on the probe set, exact output shape, determinism, the
+//! one-pass export agreeing with f and f′ alone, elementwise behaviour, and an author-written derivative against finite differences.
 
 use hypoforge_plugin::Activation;
 use hypoforge_spec::DerivativeSource;
@@ -39,6 +39,7 @@ pub(crate) fn checks(ctx: &Context<'_>, run: &mut Run) {
             let x: Vec<f32> = probe.iter().copied().cycle().take(n).collect();
             eval(&mut act, &x, false)?;
             eval(&mut act, &x, true)?;
+            eval_both(&mut act, &x)?;
         }
         Ok("writes exactly n outputs for n in 1, 7, 64, 1000, 4096".into())
     });
@@ -59,6 +60,27 @@ pub(crate) fn checks(ctx: &Context<'_>, run: &mut Run) {
             }
         }
         Ok("same bits on repeat and in a fresh instance".into())
+    });
+    run.check("one_pass_matches", || {
+        // Training takes f and f' from the one-pass export; they must be the f and f' that
+        // every other check and every report sees.
+        let mut act = fresh()?;
+        let (y, dy) = eval_both(&mut act, &probe)?;
+        let (y_alone, dy_alone) = (
+            eval(&mut act, &probe, false)?,
+            eval(&mut act, &probe, true)?,
+        );
+        if !same_bits(&y, &y_alone) {
+            return Err(Failure::Wrong(
+                "f from the one-pass export differs from f alone".into(),
+            ));
+        }
+        if !same_bits(&dy, &dy_alone) {
+            return Err(Failure::Wrong(
+                "f' from the one-pass export differs from f' alone".into(),
+            ));
+        }
+        Ok("f and f' in one pass have the same bits as each alone".into())
     });
     run.check("elementwise", || {
         let mut act = fresh()?;
@@ -93,6 +115,12 @@ fn eval(act: &mut Activation, x: &[f32], derivative: bool) -> Result<Vec<f32>, F
         act.forward(x, &mut y)?;
     }
     Ok(y)
+}
+
+fn eval_both(act: &mut Activation, x: &[f32]) -> Result<(Vec<f32>, Vec<f32>), Failure> {
+    let (mut y, mut dy) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    act.forward_with_derivative(x, &mut y, &mut dy)?;
+    Ok((y, dy))
 }
 
 /// Compare f′ with central differences `(f(x+h) − f(x−h)) / 2h` at random points.

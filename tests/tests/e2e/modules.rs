@@ -159,6 +159,13 @@ fn missing_required_exports_are_refused() {
     let message = expect_validate_load_class(&wasm, ErrorClass::BadModule);
     assert!(message.contains("hf_act_forward"), "{message}");
     assert!(message.contains("activation"), "{message}");
+
+    // An activation from before the one-pass export (ABI 1) names the export it lacks.
+    let old = WatActivation::default()
+        .text()
+        .replace(r#"(export "hf_act_forward_derivative")"#, "");
+    let message = expect_validate_load_class(&wat(&old), ErrorClass::BadModule);
+    assert!(message.contains("hf_act_forward_derivative"), "{message}");
 }
 
 #[test]
@@ -251,6 +258,46 @@ fn bad_status_code_breaks_the_abi() {
     let detail = expect_failed_check(&report, ErrorClass::BadAbi, "forward_finite");
     assert!(
         detail.contains("hf_act_forward returned status -1 (bad arguments)"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn one_pass_export_must_agree_with_f_and_f_prime_alone() {
+    // Training reads f and f' from the one-pass export; a plugin whose one-pass slope differs
+    // would train on a derivative no other check has seen.
+    let wasm = activation(|m| m.one_pass = ONE_PASS.replace("f32.const 1", "f32.const 2"));
+    let report = validate_wasm(&wasm, None);
+    let detail = expect_failed_check(&report, ErrorClass::InvalidBehaviour, "one_pass_matches");
+    assert!(
+        detail.contains("f' from the one-pass export differs"),
+        "{detail}"
+    );
+
+    let wasm = activation(|m| {
+        m.one_pass = "(call $forward (local.get $in) (local.get $out) (local.get $n))".into();
+    });
+    let report = validate_wasm(&wasm, None);
+    let detail = expect_failed_check(&report, ErrorClass::BadAbi, "output_shape");
+    assert!(
+        detail.contains("hf_act_forward_derivative left"),
+        "{detail}"
+    );
+    assert!(detail.contains("outputs unwritten"), "{detail}");
+}
+
+#[test]
+fn one_pass_export_writing_past_its_slopes_breaks_the_abi() {
+    let wasm = activation(|m| {
+        m.one_pass =
+            "(call $fill (local.get $slope) (i32.add (local.get $n) (i32.const 1)) (f32.const 1))
+    (call $forward (local.get $in) (local.get $out) (local.get $n))"
+                .into();
+    });
+    let report = validate_wasm(&wasm, None);
+    let detail = expect_failed_check(&report, ErrorClass::BadAbi, "output_shape");
+    assert!(
+        detail.contains("hf_act_forward_derivative wrote past the end"),
         "{detail}"
     );
 }
