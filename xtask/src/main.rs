@@ -1,6 +1,6 @@
 //! Project automation, kept thin: each task builds and runs the real programs.
 //!
-//! - `cargo xtask evaluate`: the main job (release build, then every kind's panel and examples)
+//! - `cargo xtask evaluate`: the main job (release build, then a `hypoforge run` with its report)
 //! - `cargo xtask bench [--save]`: benchmarks; `--save` rewrites BENCHMARKS.md
 //! - `cargo xtask ci`: what CI runs: formatting, clippy, the whole test suite
 
@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
-                 evaluate        build the release CLI; evaluate the baselines and example hypotheses\n  \
+                 evaluate        build the release CLI; run examples/run.toml and write its report\n  \
                  bench [--save]  run the benchmarks (--save: write BENCHMARKS.md)\n  \
                  ci              format check, clippy (-D warnings) and the full test suite"
             );
@@ -54,21 +54,56 @@ fn release_binary(root: &Path, package: &str, bin: &str) -> anyhow::Result<PathB
     Ok(root.join("target/release").join(bin))
 }
 
-/// The main job: every kind's baselines and the shipped example hypotheses on the quick suite,
-/// offline, with the leaderboards on the terminal and the JSON under `target/evaluate/`.
+/// The main job: a `hypoforge run` of `examples/run.toml` (the replay corpus, every kind, the
+/// quick suite, then the full evaluation), offline, with its leaderboards on the terminal and its
+/// export and HTML report under `target/evaluate/`. The store persists there, so a second
+/// invocation trains nothing it already trained.
 fn evaluate(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     let hypoforge = release_binary(root, "hypoforge-cli", "hypoforge")?;
-    for kind in ["activation", "preprocessor", "regularizer"] {
-        let json = format!("target/evaluate/{kind}.json");
-        run(Command::new(&hypoforge)
-            .current_dir(root)
-            .args([
-                "evaluate", "--kind", kind, "--suite", "quick", "--json", &json,
-            ])
-            .arg(Path::new("examples/hypotheses").join(kind))
-            .args(extra))?;
-        println!();
-    }
+    let out = root.join("target/evaluate");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let store = out.join("hypoforge.db");
+    let store = store.to_str().context("a UTF-8 path")?;
+    run(Command::new(&hypoforge)
+        .current_dir(root)
+        .args(["run", "--config", "examples/run.toml", "--store", store])
+        .args(extra))?;
+    // The run just made is the store's last.
+    let status = Command::new(&hypoforge)
+        .args(["status", "--json", "--store", store])
+        .output()
+        .context("cannot run hypoforge status")?;
+    let status = String::from_utf8_lossy(&status.stdout);
+    let id = status
+        .rsplit("\"id\": ")
+        .next()
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .filter(|id| !id.is_empty())
+        .context("hypoforge status listed no run")?
+        .to_owned();
+    let report = out.join("report");
+    let export = out.join(format!("run-{id}.json"));
+    run(Command::new(&hypoforge).args([
+        "export",
+        &id,
+        "--store",
+        store,
+        "-o",
+        export.to_str().context("a UTF-8 path")?,
+    ]))?;
+    run(Command::new(&hypoforge).args([
+        "report",
+        &id,
+        "--store",
+        store,
+        "-o",
+        report.to_str().context("a UTF-8 path")?,
+    ]))?;
+    println!(
+        "\nresults: {} and {}",
+        export.display(),
+        report.join("index.html").display()
+    );
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod evaluate;
 mod generate;
 mod inputs;
+mod run;
 mod validate;
 
 /// hypoforge: automated component-level ML research.
@@ -19,7 +20,8 @@ mod validate;
     name = "hypoforge",
     version,
     propagate_version = true,
-    after_help = "Exit status: 0 on success, 1 when a hypothesis is rejected, 2 on a usage error.\n\
+    after_help = "Exit status: 0 on success, 1 when a hypothesis is rejected, 2 on an error (usage,\n\
+                  input, store), 3 when a run stopped early and can be resumed.\n\
                   Run `hypoforge help <command>` for a command's options and examples."
 )]
 struct Cli {
@@ -32,6 +34,11 @@ enum Command {
     Validate(validate::Args),
     Evaluate(evaluate::Args),
     Generate(generate::Args),
+    Run(run::RunArgs),
+    Resume(run::ResumeArgs),
+    Status(run::StatusArgs),
+    Export(run::ExportArgs),
+    Report(run::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,12 +47,31 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Resume(args) => run::resume(args),
+        Command::Status(args) => run::status(args),
+        Command::Export(args) => run::export(args),
+        Command::Report(args) => run::report(args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line. Library errors often quote their cause already; a
+/// cause is added only when the message does not say it yet.
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }

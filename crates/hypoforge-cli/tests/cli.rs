@@ -974,3 +974,379 @@ fn generate_with_an_endpoint_that_always_fails_says_so_and_leaves_nothing_behind
     );
     assert_eq!(server.seen().len(), 2);
 }
+
+// ---- hypoforge run / resume / status / export / report ----
+
+/// A run small enough for a test: two kinds, two rounds of three replayed hypotheses, the tiny
+/// suite for the one-pass stage and, twice as long, for the full evaluation of the top two.
+fn run_config(dir: &Path) -> PathBuf {
+    let suite = dir.join("tiny.toml");
+    std::fs::write(&suite, TINY_SUITE).expect("write the suite");
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "seed = 3\nkinds = [\"activation\", \"regularizer\"]\nrounds = 2\nper_round = 3\n\
+             suite = {suite:?}\nseeds = 1\n[full]\ntop_k = 2\nsuite = {suite:?}\nepochs = 2\nseeds = 1\n",
+            suite = suite.to_str().expect("UTF-8")
+        ),
+    )
+    .expect("write the config");
+    config
+}
+
+fn run_command(args: &[&str], store: &Path, cache: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hypoforge"));
+    command
+        .args(args)
+        .args(["--store", store.to_str().expect("UTF-8")])
+        .env_remove("HYPOFORGE_CACHE_DIR")
+        .env("XDG_CACHE_HOME", cache);
+    command
+}
+
+/// `hypoforge run --config <config> --store <store> <extra...>`, to the end.
+fn start_run(config: &Path, store: &Path, cache: &Path, extra: &[&str]) -> Output {
+    run_command(
+        &["run", "--config", config.to_str().expect("UTF-8")],
+        store,
+        cache,
+    )
+    .args(extra)
+    .output()
+    .expect("runs")
+}
+
+fn export_of(store: &Path, cache: &Path) -> String {
+    let out = run_command(&["export", "1", "--json"], store, cache)
+        .output()
+        .expect("runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// Start (or, once the run exists, resume) run 1 and kill it with SIGKILL after `delay`;
+/// returns whether it finished on its own first.
+fn run_until_killed(config: &Path, store: &Path, cache: &Path, delay: Duration) -> bool {
+    let exists = store.exists()
+        && run_command(&["status", "--json"], store, cache)
+            .output()
+            .is_ok_and(|o| stdout(&o).contains("\"id\": 1"));
+    let mut command = if exists {
+        run_command(&["resume", "1", "--quiet"], store, cache)
+    } else {
+        run_command(
+            &[
+                "run",
+                "--quiet",
+                "--config",
+                config.to_str().expect("UTF-8"),
+            ],
+            store,
+            cache,
+        )
+    };
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let started = Instant::now();
+    while started.elapsed() < delay {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .expect("piped")
+                .read_to_string(&mut err)
+                .expect("read");
+            assert!(status.success(), "{status}: {err}");
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    false
+}
+
+#[test]
+fn a_run_killed_at_random_points_and_resumed_ends_exactly_as_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache = dir.path().join("cache");
+    let config = run_config(dir.path());
+
+    // Twice: the first fills the compile cache (which the interrupted run shares), the second
+    // times a run as the interrupted one will go; both must agree.
+    let mut exports = Vec::new();
+    let mut took = Duration::ZERO;
+    for name in ["cold.db", "reference.db"] {
+        let store = dir.path().join(name);
+        let started = Instant::now();
+        let out = start_run(&config, &store, &cache, &["--quiet"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        took = started.elapsed();
+        exports.push(export_of(&store, &cache));
+    }
+    assert_eq!(exports[0], exports[1], "the same seed gives the same run");
+    let expected = exports.pop().expect("two runs");
+    let v: Value = serde_json::from_str(&expected).expect("JSON");
+    assert_eq!(v["state"], "done");
+    assert_eq!(v["hypotheses"].as_array().map(Vec::len), Some(12));
+    for kind in ["activation", "regularizer"] {
+        assert!(v["kinds"][kind]["one_pass"]["results"].is_array(), "{v}");
+        assert!(v["kinds"][kind]["full"]["results"].is_array(), "{v}");
+    }
+
+    // Kill points spread over the whole run, from a fixed seed so that a failure reproduces.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let interrupted = dir.path().join("interrupted.db");
+    let mut kills = 0;
+    loop {
+        let fraction = (next() % 1000) as f64 / 1000.0;
+        let delay = if kills < 6 {
+            took.mul_f64(0.05 + 0.5 * fraction)
+        } else {
+            took * 10
+        };
+        if run_until_killed(&config, &interrupted, &cache, delay) {
+            break;
+        }
+        kills += 1;
+    }
+    assert!(kills >= 1, "the run was never interrupted");
+    assert_eq!(export_of(&interrupted, &cache), expected);
+}
+
+#[test]
+fn a_malformed_config_names_the_bad_key_and_touches_nothing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("run.toml");
+    let store = dir.path().join("s.db");
+    for (text, needle) in [
+        ("rounds = 1\n[full]\ntopk = 3\n", "`topk`"),
+        ("per_rund = 4\n", "`per_rund`"),
+        ("seeds = 0\n", "`seeds`"),
+        ("[generator]\nsource = \"chatgpt\"\n", "`generator.source`"),
+    ] {
+        std::fs::write(&config, text).expect("write");
+        let out = start_run(&config, &store, dir.path(), &[]);
+        assert_eq!(code(&out), 2, "{text}");
+        assert!(stderr(&out).contains(needle), "{text}: {}", stderr(&out));
+        assert!(!store.exists(), "a bad config must not create a store");
+    }
+}
+
+#[test]
+fn a_store_that_cannot_be_written_fails_clearly_and_resumes_to_the_same_results() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache = dir.path().join("cache");
+    let config = run_config(dir.path());
+
+    let out = start_run(
+        &config,
+        &dir.path().join("missing/s.db"),
+        &cache,
+        &["--quiet"],
+    );
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+
+    // A place no one may write, root included (procfs refuses new files).
+    let out = start_run(
+        &config,
+        Path::new("/proc/hypoforge.db"),
+        &cache,
+        &["--quiet"],
+    );
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(err.contains("/proc/hypoforge.db"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let reference = dir.path().join("reference.db");
+    let out = start_run(&config, &reference, &cache, &["--quiet"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // A full disk, as the process sees one: a file size limit the store outgrows mid-run.
+    let store = dir.path().join("full.db");
+    let mut command = run_command(
+        &[
+            "run",
+            "--quiet",
+            "--config",
+            config.to_str().expect("UTF-8"),
+        ],
+        &store,
+        &cache,
+    );
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 96 * 1024,
+                rlim_max: 96 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().expect("runs");
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("cannot be written"), "{err}");
+    assert!(err.contains("resume"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Nothing half-written: the run resumes from what was committed to the very same end.
+    let out = run_command(&["resume", "1", "--quiet"], &store, &cache)
+        .output()
+        .expect("runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(export_of(&store, &cache), export_of(&reference, &cache));
+}
+
+#[test]
+fn status_report_and_a_second_writer() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache = dir.path().join("cache");
+    let config = run_config(dir.path());
+    let store = dir.path().join("s.db");
+    let out = start_run(&config, &store, &cache, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("run 1 is done"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("run plan:"), "{}", stderr(&out));
+
+    let out = run_command(&["status"], &store, &cache)
+        .output()
+        .expect("runs");
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("run 1"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("done"), "{}", stdout(&out));
+
+    let out = run_command(&["resume", "1"], &store, &cache)
+        .output()
+        .expect("runs");
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("run 1 is finished"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_command(&["export", "7"], &store, &cache)
+        .output()
+        .expect("runs");
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("no run 7"), "{}", stderr(&out));
+
+    let report = dir.path().join("report");
+    let out = run_command(
+        &["report", "1", "-o", report.to_str().expect("UTF-8")],
+        &store,
+        &cache,
+    )
+    .output()
+    .expect("runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let index = std::fs::read_to_string(report.join("index.html")).expect("index.html");
+    assert!(
+        index.contains("Kendall"),
+        "the full evaluation's τ is reported"
+    );
+    let pages = std::fs::read_dir(report.join("h")).expect("pages").count();
+    assert!(pages >= 12, "a page per hypothesis and baseline: {pages}");
+
+    // While one process holds the store for writing, a second is refused, not let in.
+    let holder = hypoforge_store_lock(&store);
+    let out = run_command(&["resume", "1"], &store, &cache)
+        .output()
+        .expect("runs");
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("being written by another hypoforge process"),
+        "{}",
+        stderr(&out)
+    );
+    drop(holder);
+}
+
+/// Hold the store's writer lock as a running `hypoforge` would.
+fn hypoforge_store_lock(store: &Path) -> std::fs::File {
+    let mut path = store.as_os_str().to_owned();
+    path.push(".lock");
+    let file = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .expect("lock file");
+    file.try_lock().expect("free");
+    file
+}
+
+#[test]
+fn budgets_stop_generation_or_the_run_and_say_how_to_go_on() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache = dir.path().join("cache");
+    let config = run_config(dir.path());
+    let base = std::fs::read_to_string(&config).expect("read");
+
+    std::fs::write(&config, format!("{base}[budget]\nmax_hypotheses = 2\n")).expect("write");
+    let store = dir.path().join("capped.db");
+    let out = start_run(&config, &store, &cache, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("budget.max_hypotheses (2) reached"),
+        "{}",
+        stderr(&out)
+    );
+    let export: Value = serde_json::from_str(&export_of(&store, &cache)).expect("JSON");
+    assert_eq!(export["hypotheses"].as_array().map(Vec::len), Some(2));
+    assert_eq!(export["state"], "done");
+
+    std::fs::write(
+        &config,
+        format!("{base}[budget]\nmax_wall_seconds = 0.01\n"),
+    )
+    .expect("write");
+    let store = dir.path().join("timed.db");
+    let out = start_run(&config, &store, &cache, &[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("wall-clock budget"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("hypoforge resume 1"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_relative_cache_dir_works_from_any_folder() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let relu = plugins().join("activation/relu.rs");
+    let out = Command::new(env!("CARGO_BIN_EXE_hypoforge"))
+        .current_dir(dir.path())
+        .args(["validate", "--cache-dir", "rel-cache"])
+        .arg(&relu)
+        .env_remove("HYPOFORGE_CACHE_DIR")
+        .output()
+        .expect("runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(dir.path().join("rel-cache/modules").is_dir());
+}

@@ -98,7 +98,16 @@ impl Compiler {
         check_toolchain(&rustc)?;
         let libs_digest = guest_libs_digest();
         let (root, scratch) = match cache_dir {
-            Some(dir) => (dir.to_path_buf(), None),
+            // rustc runs in a private directory, so a relative cache path would point elsewhere.
+            Some(dir) => (
+                std::path::absolute(dir).map_err(|e| {
+                    io_error(format!(
+                        "cannot resolve the cache path {}: {e}",
+                        dir.display()
+                    ))
+                })?,
+                None,
+            ),
             None => {
                 let tmp = tempfile::Builder::new()
                     .prefix("hypoforge-cache-")

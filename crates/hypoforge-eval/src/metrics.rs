@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use hypoforge_spec::rng::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Two-sided 95% standard-normal quantile.
 pub const Z_95: f64 = 1.959_963_984_540_054;
@@ -28,7 +28,7 @@ const BOOTSTRAP_TAIL: usize = BOOTSTRAP_RESAMPLES / 40;
 const BOOTSTRAP_SEED: u64 = 0x6879_706f_666f_7267;
 
 /// One run's result on one trial.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunOutcome {
     /// The run trained to the end. A non-finite `val_loss` still counts as a failure.
@@ -81,7 +81,7 @@ pub struct Trial {
 }
 
 /// Win rates of one candidate over a set of trials.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WinRates {
     /// Mean over trials and baselines of beating the baseline (a tie counts ½).
     pub b_wr: f64,
@@ -106,7 +106,7 @@ pub struct WinRates {
 }
 
 /// Win rates of one candidate on the trials of one task.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskWinRates {
     pub task: String,
     pub trials: usize,
@@ -206,6 +206,37 @@ pub fn win_rates(
         baselines,
         per_task,
     })
+}
+
+/// Kendall's τ-b between two scorings of the same items (ties in either count as neither
+/// concordant nor discordant, with the τ-b correction): 1 when they order the items alike, −1
+/// when reversed. `None` with fewer than two items, differing lengths, a non-finite score, or
+/// when one scoring ties everything (the correlation is undefined).
+pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() != y.len() || x.len() < 2 || x.iter().chain(y).any(|v| !v.is_finite()) {
+        return None;
+    }
+    let (mut concordant, mut discordant, mut tied_x, mut tied_y) = (0i64, 0i64, 0i64, 0i64);
+    for i in 0..x.len() {
+        for j in i + 1..x.len() {
+            let dx = x[i].partial_cmp(&x[j])?;
+            let dy = y[i].partial_cmp(&y[j])?;
+            use std::cmp::Ordering::Equal;
+            match (dx, dy) {
+                (Equal, Equal) => {
+                    tied_x += 1;
+                    tied_y += 1;
+                }
+                (Equal, _) => tied_x += 1,
+                (_, Equal) => tied_y += 1,
+                _ if dx == dy => concordant += 1,
+                _ => discordant += 1,
+            }
+        }
+    }
+    let pairs = (x.len() * (x.len() - 1) / 2) as i64;
+    let denominator = (((pairs - tied_x) * (pairs - tied_y)) as f64).sqrt();
+    (denominator > 0.0).then(|| (concordant - discordant) as f64 / denominator)
 }
 
 /// The 95% Wilson score interval of `successes` out of `trials`; `None` when `trials` is 0 or
@@ -341,6 +372,32 @@ fn bootstrap_interval(points: &[u64], max_points: u64) -> Option<[f64; 2]> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kendall_tau_b_on_known_cases() {
+        let tau = |x: &[f64], y: &[f64]| kendall_tau_b(x, y);
+        assert_eq!(
+            tau(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]),
+            Some(1.0)
+        );
+        assert_eq!(
+            tau(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]),
+            Some(-1.0)
+        );
+        // One swapped pair of six: (5 - 1) / 6.
+        let t = tau(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]).unwrap();
+        assert!((t - 4.0 / 6.0).abs() < 1e-12, "{t}");
+        // τ-b with a tie in x: pairs 3, tied_x 1, concordant 2 → 2 / sqrt(2 · 3).
+        let t = tau(&[1.0, 1.0, 2.0], &[1.0, 2.0, 3.0]).unwrap();
+        assert!((t - 2.0 / 6f64.sqrt()).abs() < 1e-12, "{t}");
+        // Ten pairs: 7 concordant, 1 discordant, one tie in each: (7 − 1) / sqrt(9 · 9).
+        let t = tau(&[1.0, 2.0, 2.0, 3.0, 4.0], &[2.0, 1.0, 3.0, 3.0, 5.0]).unwrap();
+        assert!((t - 6.0 / 9.0).abs() < 1e-12, "{t}");
+        assert_eq!(tau(&[1.0], &[1.0]), None);
+        assert_eq!(tau(&[1.0, 1.0], &[1.0, 2.0]), None);
+        assert_eq!(tau(&[1.0, 2.0], &[1.0]), None);
+        assert_eq!(tau(&[1.0, f64::NAN], &[1.0, 2.0]), None);
+    }
+
     use super::*;
 
     fn ok(val_loss: f64) -> RunOutcome {

@@ -4,22 +4,23 @@
 //! Jobs (trial, component) run in parallel with rayon; each job is single-threaded and seeded by
 //! its trial alone, so the results are the same whatever the number of threads.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hypoforge_plugin::{Plugin, PluginLimits};
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::ComponentKind;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::datasets::Dataset;
 use crate::metrics::{self, MetricsError, RunOutcome, TaskWinRates, Trial};
-use crate::tasks::{Suite, SuiteError};
+use crate::tasks::{Suite, SuiteError, Task};
 use crate::trial::run_trial;
 
 /// A component to evaluate: a loaded plugin with its identity.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Entrant {
     pub name: String,
     /// SHA-256 of the source.
@@ -30,7 +31,7 @@ pub struct Entrant {
 }
 
 /// One component's results, as written to the JSON report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ComponentResult {
     pub name: String,
     pub hash: String,
@@ -48,7 +49,7 @@ pub struct ComponentResult {
 }
 
 /// A finished evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub kind: ComponentKind,
     pub suite: String,
@@ -75,6 +76,33 @@ pub enum RunnerError {
     NoSeeds,
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The trial cache refused a result (its store cannot be written, or a budget ran out);
+    /// the runs it had already taken are kept there.
+    #[error("{0}")]
+    Cache(String),
+}
+
+/// Where finished runs live between evaluations, so that a run is trained once: a later
+/// evaluation (or a resumed one) that needs it reads it back. Implementations key runs by
+/// content: the component's hash, the task (everything that decides its numbers) and the seed.
+pub trait TrialCache: Sync {
+    /// The stored outcome, if any.
+    fn get(&self, hash: &str, task: &Task, seed: u64) -> Result<Option<RunOutcome>, String>;
+    /// Keep a run that just finished; called from any thread. An error stops the evaluation.
+    fn put(&self, hash: &str, task: &Task, seed: u64, outcome: &RunOutcome) -> Result<(), String>;
+}
+
+/// No cache: every evaluation trains every run.
+#[derive(Clone, Copy, Debug)]
+pub struct NoCache;
+
+impl TrialCache for NoCache {
+    fn get(&self, _: &str, _: &Task, _: u64) -> Result<Option<RunOutcome>, String> {
+        Ok(None)
+    }
+    fn put(&self, _: &str, _: &Task, _: u64, _: &RunOutcome) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What to run: the kind under test, the suite, how many seeds, and with which limits.
@@ -96,6 +124,18 @@ pub fn evaluate(
     plan: &Plan<'_>,
     entrants: &[Entrant],
     sandbox: &Sandbox,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Evaluation, RunnerError> {
+    evaluate_cached(plan, entrants, sandbox, &NoCache, progress)
+}
+
+/// [`evaluate`], taking runs from `cache` when it has them and giving it every run trained.
+/// The results are the same as without a cache: a run is a pure function of its key.
+pub fn evaluate_cached(
+    plan: &Plan<'_>,
+    entrants: &[Entrant],
+    sandbox: &Sandbox,
+    cache: &dyn TrialCache,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Evaluation, RunnerError> {
     let Plan {
@@ -131,23 +171,55 @@ pub fn evaluate(
         .flat_map(|t| (0..entrants.len()).map(move |e| (t, e)))
         .collect();
     let done = AtomicUsize::new(0);
-    let outcomes: Vec<RunOutcome> = jobs
+    // The first cache error; the jobs after it are skipped rather than trained and lost.
+    let stopped = AtomicBool::new(false);
+    let cache_error = Mutex::new(None);
+    let fail = |message: String| {
+        stopped.store(true, Ordering::Relaxed);
+        cache_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(message);
+    };
+    let outcomes: Vec<Option<RunOutcome>> = jobs
         .par_iter()
         .map(|&(t, e)| {
+            if stopped.load(Ordering::Relaxed) {
+                return None;
+            }
             let (task, seed) = trials[t];
-            let outcome = run_trial(
-                &suite.tasks[task],
-                &data[task],
-                seed,
-                &entrants[e].plugin,
-                sandbox,
-                limits,
-                trial_time_limit,
-            );
+            let (task, entrant) = (&suite.tasks[task], &entrants[e]);
+            let outcome = match cache.get(&entrant.hash, task, seed) {
+                Ok(Some(outcome)) => outcome,
+                Ok(None) => {
+                    let outcome = run_trial(
+                        task,
+                        &data[trials[t].0],
+                        seed,
+                        &entrant.plugin,
+                        sandbox,
+                        limits,
+                        trial_time_limit,
+                    );
+                    if let Err(message) = cache.put(&entrant.hash, task, seed, &outcome) {
+                        fail(message);
+                        return None;
+                    }
+                    outcome
+                }
+                Err(message) => {
+                    fail(message);
+                    return None;
+                }
+            };
             progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
-            outcome
+            Some(outcome)
         })
         .collect();
+    if let Some(message) = cache_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(RunnerError::Cache(message));
+    }
+    let outcomes: Vec<RunOutcome> = outcomes.into_iter().flatten().collect();
     // outcomes[t * entrants + e]
     let column = |e: usize| -> Vec<RunOutcome> {
         (0..trials.len())

@@ -16,6 +16,7 @@ use crate::model::{Optimizer, TrainConfig};
 pub const BUILTIN_SUITES: &[(&str, &str)] = &[
     ("quick", include_str!("../suites/quick.toml")),
     ("standard", include_str!("../suites/standard.toml")),
+    ("holdout", include_str!("../suites/holdout.toml")),
 ];
 
 /// Samples drawn from a synthetic generator when the task does not say.
@@ -65,7 +66,7 @@ pub enum SuiteError {
         message: String,
     },
     #[error(
-        "unknown suite `{0}`; built-in suites are quick and standard, or give a path to a .toml file"
+        "unknown suite `{0}`; built-in suites are quick, standard and holdout, or give a path to a .toml file"
     )]
     Unknown(String),
     #[error("task `{task}`: {source}")]

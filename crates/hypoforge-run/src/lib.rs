@@ -1,0 +1,136 @@
+//! The research loop in one call: per round and kind, generate → compile → validate → dedup →
+//! one-pass evaluation; then the one-pass leaderboards and the full evaluation of the best, with
+//! the rank correlation between the two. Everything goes through the store, which is what makes
+//! a stopped run resumable and a resumed one exact.
+//!
+//! Until a reward model exists every valid, new hypothesis is evaluated (the paper's first,
+//! exhaustive round).
+
+mod config;
+mod pipeline;
+mod views;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hypoforge_compile::Compiler;
+use hypoforge_sandbox::Sandbox;
+use hypoforge_store::{RunState, Store, StoreError};
+
+pub use config::{BudgetConfig, ConfigError, FullConfig, GeneratorConfig, RunConfig};
+pub use pipeline::GeneratorSource;
+pub use views::{RunStatus, export, report_data, status};
+
+/// Where a run's progress is shown. Called from worker threads too.
+pub trait Observer: Sync {
+    /// A stage of `total` steps begins.
+    fn stage(&self, label: &str, total: u64);
+    /// `done` steps of the current stage are complete.
+    fn advance(&self, done: u64);
+    fn finish_stage(&self);
+    /// A line worth reading (the best so far, why generation stopped).
+    fn note(&self, line: &str);
+}
+
+/// Shows nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Silent;
+
+impl Observer for Silent {
+    fn stage(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish_stage(&self) {}
+    fn note(&self, _: &str) {}
+}
+
+/// How an invocation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    Done,
+    /// Stopped for the reason given; `hypoforge resume` continues.
+    Stopped(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Suite(#[from] hypoforge_eval::tasks::SuiteError),
+    #[error(transparent)]
+    Runner(#[from] hypoforge_eval::runner::RunnerError),
+    #[error(transparent)]
+    Generate(#[from] hypoforge_generate::GenerateError),
+    #[error(transparent)]
+    Replay(#[from] hypoforge_generate::ReplayError),
+    #[error("{0}")]
+    Baseline(String),
+    #[error("run {run} is finished; `hypoforge report {run}` shows it")]
+    AlreadyDone { run: i64 },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ConfigError> for RunError {
+    fn from(e: ConfigError) -> Self {
+        RunError::Config(e.to_string())
+    }
+}
+
+/// What the stages run with.
+#[derive(Clone, Copy)]
+pub struct Tools<'a> {
+    pub store: &'a Store,
+    pub compiler: &'a Compiler,
+    pub sandbox: &'a Sandbox,
+    pub observer: &'a dyn Observer,
+}
+
+impl std::fmt::Debug for Tools<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tools")
+            .field("store", &self.store.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Start a run from a configuration's text (checked first); returns its id and how it ended.
+pub fn start(tools: Tools<'_>, config_text: &str, origin: &str) -> Result<(i64, Finish), RunError> {
+    let config = RunConfig::parse(config_text, origin)?;
+    let _lock = tools.store.lock_for_writing()?;
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let run = tools.store.create_run(config_text, created)?;
+    let finish = drive(tools, run, config)?;
+    Ok((run, finish))
+}
+
+/// Continue a stopped run exactly where the store says it was.
+pub fn resume(tools: Tools<'_>, run: i64) -> Result<Finish, RunError> {
+    let _lock = tools.store.lock_for_writing()?;
+    let record = tools.store.run(run)?;
+    if record.state == RunState::Done {
+        return Err(RunError::AlreadyDone { run });
+    }
+    let config = RunConfig::parse(&record.config, &format!("run {run}'s configuration"))?;
+    drive(tools, run, config)
+}
+
+fn drive(tools: Tools<'_>, run: i64, config: RunConfig) -> Result<Finish, RunError> {
+    let deadline = config
+        .budget
+        .max_wall_seconds
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let ctx = pipeline::Context {
+        store: tools.store,
+        compiler: tools.compiler,
+        sandbox: tools.sandbox,
+        observer: tools.observer,
+        run,
+        config,
+        deadline,
+    };
+    pipeline::drive(&ctx)
+}
