@@ -187,6 +187,7 @@ fn preflight(config: &RunConfig, output: &OutputArgs) -> anyhow::Result<()> {
     }
     let source = hypoforge_run::GeneratorSource::parse(&config.generator.source)
         .map_err(|m| anyhow::anyhow!("generator.source {m}"))?;
+    hypoforge_run::preflight(config)?;
     if let hypoforge_run::GeneratorSource::OpenAi(_) = &source
         && std::env::var_os("OPENAI_API_KEY").is_none()
         && !output.quiet

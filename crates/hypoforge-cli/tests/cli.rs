@@ -1350,3 +1350,33 @@ fn a_relative_cache_dir_works_from_any_folder() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(dir.path().join("rel-cache/modules").is_dir());
 }
+
+#[test]
+fn a_run_with_an_unreachable_llm_stops_at_the_preflight_and_leaves_no_store() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "kinds = [\"activation\"]\n[generator]\nsource = \"openai:test-model\"\n\
+             base_url = \"http://127.0.0.1:{port}/v1\"\n"
+        ),
+    )
+    .expect("write");
+    let store = dir.path().join("s.db");
+    let out = start_run(&config, &store, &dir.path().join("cache"), &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the LLM endpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !store.exists(),
+        "nothing is stored before the preflight passes"
+    );
+}

@@ -187,6 +187,10 @@ pub enum LlmError {
     },
     #[error("{url} sent a reply that is not a chat completion: {detail}")]
     Malformed { url: String, detail: String },
+    #[error(
+        "cannot reach the LLM endpoint {url}: {detail} (check --base-url / OPENAI_BASE_URL and that the server is up)"
+    )]
+    Unreachable { url: String, detail: String },
 }
 
 /// A chat-completions client with its own running usage.
@@ -267,6 +271,37 @@ impl LlmClient {
     /// Everything this client has used so far.
     pub fn usage(&self) -> Usage {
         self.used
+    }
+
+    /// Checks, before any paid request, that the endpoint answers and takes the key: one GET of
+    /// `{base_url}/models`, which costs no tokens. Any HTTP answer but 401 and 403 passes (many
+    /// compatible servers have no such route); no answer at all fails.
+    pub fn preflight(&self) -> Result<(), LlmError> {
+        let url = format!("{}/models", self.config.base_url.trim_end_matches('/'));
+        let shown = display_url(&url);
+        let mut request = self.agent.get(&url);
+        if let Some(key) = &self.config.api_key {
+            request = request.header("Authorization", &format!("Bearer {}", key.0));
+        }
+        match request.call() {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                if status == 401 || status == 403 {
+                    let body = response.body_mut().read_to_string().unwrap_or_default();
+                    return Err(LlmError::Refused {
+                        url: shown,
+                        status,
+                        body: self.scrub(&snippet(&body)),
+                        hint: " (check the key in OPENAI_API_KEY)",
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => Err(LlmError::Unreachable {
+                url: shown,
+                detail: self.scrub(&e.to_string()),
+            }),
+        }
     }
 
     /// Sends `messages` and returns the first choice, retrying what is worth retrying.

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hypoforge_compile::{Compiler, Limits};
-use hypoforge_generate::llm::{ApiKey, Budget, LlmClient, LlmConfig, LlmError};
+use hypoforge_generate::llm::{ApiKey, Budget, LlmClient, LlmConfig, LlmError, Usage};
 use hypoforge_generate::{
     Baseline, Checker, GenerateError, Generator, Hypothesis, LlmGenerator, Outcome, Strategy,
     Verdict,
@@ -405,4 +405,50 @@ fn recorded_verdicts_in_the_builtin_corpus_reproduce() {
             );
         }
     }
+}
+
+#[test]
+fn preflight_checks_the_endpoint_and_key_without_a_paid_request() {
+    // Any answer passes but a refused key: many compatible servers have no /models route.
+    let server = Server::start(|_, seen| {
+        if seen.path.ends_with("/models") {
+            status(404, "no such route")
+        } else {
+            ok("never asked")
+        }
+    });
+    let client = LlmClient::new(config(&server), Budget::default());
+    client.preflight().expect("a server that answers passes");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/models");
+    assert_eq!(
+        client.usage(),
+        Usage::default(),
+        "a preflight is not a request"
+    );
+
+    let refusing = Server::start(|_, _| status(401, &format!("bad key {KEY}")));
+    let err = LlmClient::new(config(&refusing), Budget::default())
+        .preflight()
+        .expect_err("a refused key fails")
+        .to_string();
+    assert!(
+        err.contains("401") && err.contains("OPENAI_API_KEY"),
+        "{err}"
+    );
+    assert!(!err.contains(KEY), "the key never appears: {err}");
+
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut closed = config(&server);
+    closed.base_url = format!("http://127.0.0.1:{port}/v1");
+    let err = LlmClient::new(closed, Budget::default())
+        .preflight()
+        .expect_err("nothing listens")
+        .to_string();
+    assert!(err.contains("cannot reach the LLM endpoint"), "{err}");
 }

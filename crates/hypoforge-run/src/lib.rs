@@ -95,6 +95,23 @@ impl std::fmt::Debug for Tools<'_> {
     }
 }
 
+/// Checks that need no paid request: for an LLM generator, that its endpoint answers and
+/// accepts the key.
+pub fn preflight(config: &RunConfig) -> Result<(), RunError> {
+    if let GeneratorSource::OpenAi(model) = GeneratorSource::parse(&config.generator.source)
+        .map_err(|m| RunError::Config(format!("generator.source {m}")))?
+    {
+        let client = hypoforge_generate::LlmClient::new(
+            pipeline::llm_config(config, &model),
+            hypoforge_generate::Budget::default(),
+        );
+        client
+            .preflight()
+            .map_err(|e| RunError::Generate(e.into()))?;
+    }
+    Ok(())
+}
+
 /// Start a run from a configuration's text (checked first); returns its id and how it ended.
 pub fn start(tools: Tools<'_>, config_text: &str, origin: &str) -> Result<(i64, Finish), RunError> {
     let config = RunConfig::parse(config_text, origin)?;

@@ -383,12 +383,7 @@ impl GenerationState {
         strategy: Strategy,
     ) -> LlmGenerator {
         let g = &ctx.config.generator;
-        let mut config = LlmConfig::from_env(model);
-        if let Some(url) = &g.base_url {
-            config.base_url = url.clone();
-        }
-        config.temperature = g.temperature;
-        config.max_reply_tokens = g.max_reply_tokens.max(1);
+        let config = llm_config(&ctx.config, model);
         let b = &ctx.config.budget;
         let budget = Budget {
             max_requests: b
@@ -426,6 +421,18 @@ impl GenerationState {
         }
         None
     }
+}
+
+/// The LLM client's settings for `model`: the environment's endpoint and key, then the run's.
+pub(crate) fn llm_config(run: &RunConfig, model: &str) -> LlmConfig {
+    let g = &run.generator;
+    let mut config = LlmConfig::from_env(model);
+    if let Some(url) = &g.base_url {
+        config.base_url = url.clone();
+    }
+    config.temperature = g.temperature;
+    config.max_reply_tokens = g.max_reply_tokens.max(1);
+    config
 }
 
 /// Skipping past offline hypotheses checks nothing.
