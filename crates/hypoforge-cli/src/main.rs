@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bundle;
 mod evaluate;
 mod generate;
 mod inputs;
@@ -39,6 +40,12 @@ enum Command {
     Status(run::StatusArgs),
     Export(run::ExportArgs),
     Report(run::ReportArgs),
+    /// Share hypotheses: pack, verify, install and reproduce plugin bundles.
+    Bundle {
+        #[command(subcommand)]
+        command: bundle::BundleCommand,
+    },
+    Keygen(bundle::KeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +59,8 @@ fn main() -> ExitCode {
         Command::Status(args) => run::status(args),
         Command::Export(args) => run::export(args),
         Command::Report(args) => run::report(args),
+        Command::Bundle { command } => bundle::run(command),
+        Command::Keygen(args) => bundle::keygen(args),
     };
     match result {
         Ok(code) => code,

@@ -19,7 +19,7 @@ const DEFAULT_STORE: &str = "hypoforge.db";
 pub struct StoreArg {
     /// The SQLite store holding runs, hypotheses and every trial; created by `run` when missing.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_STORE)]
-    store: PathBuf,
+    pub store: PathBuf,
 }
 
 /// How much to print.

@@ -1380,3 +1380,181 @@ fn a_run_with_an_unreachable_llm_stops_at_the_preflight_and_leaves_no_store() {
         "nothing is stored before the preflight passes"
     );
 }
+
+// ---- hypoforge keygen / bundle ----
+
+#[test]
+fn a_run_packs_into_a_signed_bundle_that_verifies_installs_and_reproduces() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache = dir.path().join("cache");
+    let config = run_config(dir.path());
+    let store = dir.path().join("s.db");
+    let out = start_run(&config, &store, &cache, &["--quiet"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let path = |name: &str| dir.path().join(name).to_str().expect("UTF-8").to_owned();
+    for name in ["me.key", "other.key"] {
+        let out = hypoforge(&["keygen", "-o", &path(name)], &cache);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let out = hypoforge(&["keygen", "-o", &path("me.key")], &cache);
+    assert_eq!(code(&out), 2, "an existing key is never overwritten");
+
+    let bundle = path("found.hfb");
+    let out = hypoforge(
+        &[
+            "bundle",
+            "pack",
+            "--run",
+            "1",
+            "--top",
+            "1",
+            "--sign",
+            &path("me.key"),
+            "-o",
+            &bundle,
+            "--store",
+            &path("s.db"),
+        ],
+        &cache,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("packed 2 components"),
+        "{}",
+        stdout(&out)
+    );
+
+    let verify = |key: &str| {
+        hypoforge(
+            &[
+                "bundle",
+                "verify",
+                &bundle,
+                "--require-signature",
+                "--trusted-key",
+                &path(key),
+            ],
+            &cache,
+        )
+    };
+    let out = verify("me.key.pub");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("signed by"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("B-WR"), "recorded results are listed");
+    let out = verify("other.key.pub");
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("trusted"), "{}", stderr(&out));
+
+    let mut bytes = std::fs::read(&bundle).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    let damaged = path("damaged.hfb");
+    std::fs::write(&damaged, bytes).expect("write");
+    let out = hypoforge(&["bundle", "verify", &damaged], &cache);
+    assert_eq!(code(&out), 2);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+
+    let installed = dir.path().join("inst");
+    let out = hypoforge(
+        &[
+            "bundle",
+            "install",
+            &bundle,
+            "--into",
+            installed.to_str().expect("UTF-8"),
+        ],
+        &cache,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("recompiled and validated here"),
+        "{}",
+        stdout(&out)
+    );
+    for kind in ["activation", "regularizer"] {
+        let files = std::fs::read_dir(installed.join(kind))
+            .expect("a folder per kind")
+            .count();
+        assert_eq!(files, 1, "{kind}");
+    }
+
+    let out = hypoforge(&["bundle", "reproduce", &bundle], &cache);
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        stdout(&out).matches(": reproduced").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn files_pack_unsigned_and_a_signature_can_be_required() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache = dir.path().join("cache");
+    let bundle = dir.path().join("b.hfb");
+    let bundle = bundle.to_str().expect("UTF-8");
+    let relu = plugins().join("activation/relu.rs");
+    let l2 = plugins().join("regularizer/l2.rs");
+    let out = hypoforge(
+        &[
+            "bundle",
+            "pack",
+            relu.to_str().expect("UTF-8"),
+            l2.to_str().expect("UTF-8"),
+            "-o",
+            bundle,
+        ],
+        &cache,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = hypoforge(&["bundle", "verify", bundle], &cache);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("unsigned"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("relu"), "{}", stdout(&out));
+
+    let key = dir.path().join("k");
+    let out = hypoforge(&["keygen", "-o", key.to_str().expect("UTF-8")], &cache);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let public = format!("{}.pub", key.display());
+    let out = hypoforge(
+        &[
+            "bundle",
+            "verify",
+            bundle,
+            "--require-signature",
+            "--trusted-key",
+            &public,
+        ],
+        &cache,
+    );
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("signed") || stderr(&out).contains("signature"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Files that do not validate are not packed, and nothing is written.
+    let bad = dir.path().join("bad.rs");
+    std::fs::write(&bad, "fn broken( {}\n").expect("write");
+    let other = dir.path().join("other.hfb");
+    let out = hypoforge(
+        &[
+            "bundle",
+            "pack",
+            bad.to_str().expect("UTF-8"),
+            "-o",
+            other.to_str().expect("UTF-8"),
+        ],
+        &cache,
+    );
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("does not compile"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!other.exists());
+}

@@ -17,8 +17,8 @@ use hypoforge_sandbox::Sandbox;
 use hypoforge_store::{RunState, Store, StoreError};
 
 pub use config::{BudgetConfig, ConfigError, FullConfig, GeneratorConfig, RunConfig};
-pub use pipeline::GeneratorSource;
-pub use views::{RunStatus, export, report_data, status};
+pub use pipeline::{GeneratorSource, protocol_id};
+pub use views::{Candidate, RunStatus, export, report_data, status, top_candidates};
 
 /// Where a run's progress is shown. Called from worker threads too.
 pub trait Observer: Sync {

@@ -719,12 +719,17 @@ struct StoreCache<'a> {
     deadline: Option<Instant>,
 }
 
-fn protocol(task: &Task) -> String {
-    let digest = Sha256::digest(format!(
-        "{TRIAL_PROTOCOL}|hypoforge {}|abi {}|{task:?}",
+/// The training protocol and the build that decide every trial's numbers, in words.
+pub fn protocol_id() -> String {
+    format!(
+        "{TRIAL_PROTOCOL}, hypoforge {}, ABI {}",
         env!("CARGO_PKG_VERSION"),
         hypoforge_spec::abi::ABI_VERSION
-    ));
+    )
+}
+
+fn protocol(task: &Task) -> String {
+    let digest = Sha256::digest(format!("{}|{task:?}", protocol_id()));
     hex::encode(&digest[..16])
 }
 

@@ -351,3 +351,53 @@ fn entry_page(
         failures: Vec::new(),
     })
 }
+
+/// A run's candidate as it goes into a bundle: its source, where it came from, and its one-pass
+/// results with the protocol they were measured under.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub kind: ComponentKind,
+    pub name: String,
+    pub hash: String,
+    pub source: String,
+    pub provenance: Vec<(String, String)>,
+    pub result: hypoforge_eval::runner::ComponentResult,
+    /// The one-pass suite (as the configuration names it) and seeds.
+    pub suite: String,
+    pub seeds: u64,
+}
+
+/// The best `k` new candidates of each kind of a run, by one-pass BSOTA-WR then B-WR.
+pub fn top_candidates(store: &Store, run: i64, k: usize) -> Result<Vec<Candidate>, RunError> {
+    let record = store.run(run)?;
+    let config = RunConfig::parse(&record.config, &format!("run {run}'s configuration"))?;
+    let mut out = Vec::new();
+    for &kind in &config.kinds {
+        let Some(one_pass) = stored::<Evaluation>(store, run, &key_one_pass(kind))? else {
+            continue;
+        };
+        let mut ranked: Vec<_> = one_pass.results.iter().filter(|r| !r.baseline).collect();
+        ranked.sort_by(|a, b| {
+            b.bsota_wr
+                .total_cmp(&a.bsota_wr)
+                .then(b.b_wr.total_cmp(&a.b_wr))
+                .then(a.hash.cmp(&b.hash))
+        });
+        for r in ranked.into_iter().take(k) {
+            let Some(h) = store.hypothesis(&r.hash)? else {
+                continue;
+            };
+            out.push(Candidate {
+                kind,
+                name: h.name.clone(),
+                hash: r.hash.clone(),
+                source: h.source,
+                provenance: provenance_rows(&h.provenance),
+                result: r.clone(),
+                suite: config.suite.clone(),
+                seeds: config.seeds,
+            });
+        }
+    }
+    Ok(out)
+}
