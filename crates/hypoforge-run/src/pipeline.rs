@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use hypoforge_compile::Compiler;
 use hypoforge_eval::baselines;
 use hypoforge_eval::metrics::{RunOutcome, kendall_tau_b};
-use hypoforge_eval::runner::{self, Entrant, Evaluation, Plan, RunnerError, TrialCache};
+use hypoforge_eval::runner::{
+    self, ComponentResult, Entrant, Evaluation, Plan, RunnerError, TrialCache,
+};
 use hypoforge_eval::tasks::{self, Suite, Task};
 use hypoforge_generate::{
     Baseline, Budget, Checker, Generator, GrammarGenerator, Hypothesis, LlmClient, LlmConfig,
@@ -859,6 +861,19 @@ fn one_pass_leaderboard(
     Ok(evaluation)
 }
 
+/// An evaluation's new candidates, best first: by BSOTA-WR, then B-WR, then hash (so that ties
+/// break the same way every time). What goes on to the full evaluation and into bundles.
+pub(crate) fn best_candidates(evaluation: &Evaluation) -> Vec<&ComponentResult> {
+    let mut ranked: Vec<_> = evaluation.results.iter().filter(|r| !r.baseline).collect();
+    ranked.sort_by(|a, b| {
+        b.bsota_wr
+            .total_cmp(&a.bsota_wr)
+            .then(b.b_wr.total_cmp(&a.b_wr))
+            .then(a.hash.cmp(&b.hash))
+    });
+    ranked
+}
+
 fn full_evaluation(
     ctx: &Context<'_>,
     suite: &Suite,
@@ -866,15 +881,8 @@ fn full_evaluation(
     kind: ComponentKind,
     one_pass: &Evaluation,
 ) -> Result<(), Stopping> {
-    let mut ranked: Vec<_> = one_pass.results.iter().filter(|r| !r.baseline).collect();
-    ranked.sort_by(|a, b| {
-        b.bsota_wr
-            .total_cmp(&a.bsota_wr)
-            .then(b.b_wr.total_cmp(&a.b_wr))
-            .then(a.hash.cmp(&b.hash))
-    });
-    let top: Vec<&str> = ranked
-        .iter()
+    let top: Vec<&str> = best_candidates(one_pass)
+        .into_iter()
         .take(ctx.config.full.top_k)
         .map(|r| r.hash.as_str())
         .collect();

@@ -10,7 +10,8 @@ use serde_json::json;
 use crate::RunError;
 use crate::config::RunConfig;
 use crate::pipeline::{
-    Provenance, Shape, TauRecord, key_checks, key_full, key_one_pass, key_shape, key_tau,
+    Provenance, Shape, TauRecord, best_candidates, key_checks, key_full, key_one_pass, key_shape,
+    key_tau,
 };
 
 /// One run, in a line of `hypoforge status`.
@@ -376,14 +377,7 @@ pub fn top_candidates(store: &Store, run: i64, k: usize) -> Result<Vec<Candidate
         let Some(one_pass) = stored::<Evaluation>(store, run, &key_one_pass(kind))? else {
             continue;
         };
-        let mut ranked: Vec<_> = one_pass.results.iter().filter(|r| !r.baseline).collect();
-        ranked.sort_by(|a, b| {
-            b.bsota_wr
-                .total_cmp(&a.bsota_wr)
-                .then(b.b_wr.total_cmp(&a.b_wr))
-                .then(a.hash.cmp(&b.hash))
-        });
-        for r in ranked.into_iter().take(k) {
+        for r in best_candidates(&one_pass).into_iter().take(k) {
             let Some(h) = store.hypothesis(&r.hash)? else {
                 continue;
             };
