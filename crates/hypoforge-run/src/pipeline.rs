@@ -131,6 +131,17 @@ impl<'a> Context<'a> {
 }
 
 pub(crate) fn drive(ctx: &Context<'_>) -> Result<Finish, RunError> {
+    match stages(ctx) {
+        Ok(()) => {
+            ctx.store.set_run_state(ctx.run, RunState::Done)?;
+            Ok(Finish::Done)
+        }
+        Err(Stopping::Stop(Stop(why))) => Ok(Finish::Stopped(why)),
+        Err(Stopping::Error(e)) => Err(*e),
+    }
+}
+
+fn stages(ctx: &Context<'_>) -> Result<(), Stopping> {
     let config = &ctx.config;
     let suite = tasks::suite(&config.suite)?;
     let full_suite = full_suite(config, &suite)?;
@@ -143,36 +154,18 @@ pub(crate) fn drive(ctx: &Context<'_>) -> Result<Finish, RunError> {
     let mut state = GenerationState::new(ctx, &source)?;
     for round in 0..config.rounds {
         for &kind in &config.kinds {
-            let panel = &panels[&kind];
-            match generate_round(ctx, &mut state, panel, kind, round) {
-                Ok(()) => {}
-                Err(Stopping::Stop(Stop(why))) => return Ok(Finish::Stopped(why)),
-                Err(Stopping::Error(e)) => return Err(*e),
-            }
-            match evaluate_round(ctx, &suite, panel, kind, round) {
-                Ok(()) => {}
-                Err(Stopping::Stop(Stop(why))) => return Ok(Finish::Stopped(why)),
-                Err(Stopping::Error(e)) => return Err(*e),
-            }
+            generate_round(ctx, &mut state, &panels[&kind], kind, round)?;
+            evaluate_round(ctx, &suite, &panels[&kind], kind, round)?;
         }
     }
     for &kind in &config.kinds {
         let panel = &panels[&kind];
-        let one_pass = match one_pass_leaderboard(ctx, &suite, panel, kind) {
-            Ok(e) => e,
-            Err(Stopping::Stop(Stop(why))) => return Ok(Finish::Stopped(why)),
-            Err(Stopping::Error(e)) => return Err(*e),
-        };
+        let one_pass = one_pass_leaderboard(ctx, &suite, panel, kind)?;
         if config.full.top_k > 0 {
-            match full_evaluation(ctx, &full_suite, panel, kind, &one_pass) {
-                Ok(()) => {}
-                Err(Stopping::Stop(Stop(why))) => return Ok(Finish::Stopped(why)),
-                Err(Stopping::Error(e)) => return Err(*e),
-            }
+            full_evaluation(ctx, &full_suite, panel, kind, &one_pass)?;
         }
     }
-    ctx.store.set_run_state(ctx.run, RunState::Done)?;
-    Ok(Finish::Done)
+    Ok(())
 }
 
 enum Stopping {
