@@ -1,6 +1,7 @@
 //! `hypoforge bundle pack | verify | install | reproduce` and `hypoforge keygen`: sharing what a
 //! run found, without trusting what someone else compiled.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,11 +10,12 @@ use anyhow::{Context, bail};
 use hypoforge_bundle::{Bundle, ComponentEntry, NewComponent, ReadLimits, RecordedMetrics, Trust};
 use hypoforge_compile::Compiler;
 use hypoforge_eval::runner::{self, Entrant, Plan};
-use hypoforge_eval::{baselines, tasks};
+use hypoforge_eval::tasks;
 use hypoforge_plugin::{Plugin, PluginLimits};
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::ComponentKind;
 use hypoforge_store::Store;
+use hypoforge_validate::{SourceVerdict, check_source};
 
 use crate::inputs::{CompileArgs, collect_files};
 
@@ -163,28 +165,22 @@ fn build(
     source: &[u8],
     kind: Option<ComponentKind>,
 ) -> Result<Built, String> {
-    let compiled = compiler
-        .compile(source)
-        .map_err(|e| format!("does not compile here: {}", e.message))?;
-    let plugin = match kind {
-        Some(kind) => Plugin::load_kind(sandbox, &compiled.wasm, kind),
-        None => Plugin::load(sandbox, &compiled.wasm),
+    let checked = check_source(compiler, sandbox, source, kind, PluginLimits::default());
+    match checked.verdict {
+        SourceVerdict::Valid(plugin) => Ok(Built {
+            kind: plugin.meta().kind,
+            name: plugin.meta().name.clone(),
+            sdk_version: plugin.meta().sdk_version.clone(),
+            wasm: checked.wasm,
+            plugin,
+        }),
+        SourceVerdict::DidNotCompile { message, .. } => {
+            Err(format!("does not compile here: {message}"))
+        }
+        SourceVerdict::Invalid { class, message } => {
+            Err(format!("is not valid here: {class}: {message}"))
+        }
     }
-    .map_err(|e| format!("does not load: {e}"))?;
-    let report = hypoforge_validate::validate_plugin(sandbox, &plugin, PluginLimits::default());
-    if let Some(error) = report.error {
-        return Err(format!(
-            "is not valid here: {}: {}",
-            error.class, error.message
-        ));
-    }
-    Ok(Built {
-        kind: plugin.meta().kind,
-        name: plugin.meta().name.clone(),
-        sdk_version: plugin.meta().sdk_version.clone(),
-        wasm: compiled.wasm,
-        plugin,
-    })
 }
 
 /// A bundle file name stem: the component's name when it fits, its hash prefix appended when
@@ -390,6 +386,8 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<ExitCode> {
     let sandbox = Sandbox::shared().context("cannot start the WebAssembly sandbox")?;
     let mut all_reproduced = true;
     let mut out = std::io::stdout().lock();
+    // Each kind's panel is built once, however many of its components the bundle holds.
+    let mut panels: HashMap<ComponentKind, Vec<Entrant>> = HashMap::new();
     for c in &bundle.manifest.components {
         let Some(recorded) = &c.metrics else {
             writeln!(out, "{}: no recorded results to reproduce", c.name)?;
@@ -401,17 +399,14 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<ExitCode> {
         let built = build(&compiler, sandbox, source, Some(c.kind))
             .map_err(|e| anyhow::anyhow!("{} {e}", c.name))?;
         let suite = tasks::suite(&recorded.suite)?;
-        let mut entrants: Vec<Entrant> = Vec::new();
-        for (name, baseline) in baselines::sources(c.kind) {
-            let b = build(&compiler, sandbox, baseline.as_bytes(), Some(c.kind))
-                .map_err(|e| anyhow::anyhow!("the baseline {name} {e}"))?;
-            entrants.push(Entrant {
-                name: b.name,
-                hash: hypoforge_spec::source_hash(baseline.as_bytes()),
-                baseline: true,
-                plugin: b.plugin,
-            });
-        }
+        let mut entrants = match panels.get(&c.kind) {
+            Some(panel) => panel.clone(),
+            None => {
+                let panel = crate::evaluate::baseline_panel(&compiler, sandbox, c.kind)?;
+                panels.insert(c.kind, panel.clone());
+                panel
+            }
+        };
         let hash = hypoforge_spec::source_hash(source);
         entrants.push(Entrant {
             name: format!("{}@bundle", built.name),

@@ -9,9 +9,10 @@ use anyhow::{Context, bail};
 use hypoforge_compile::Compiler;
 use hypoforge_eval::runner::{self, ComponentResult, Entrant, Evaluation, Plan};
 use hypoforge_eval::{baselines, datasets, tasks};
-use hypoforge_plugin::{Plugin, PluginLimits};
+use hypoforge_plugin::PluginLimits;
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::ComponentKind;
+use hypoforge_validate::{SourceVerdict, check_source};
 use rayon::prelude::*;
 
 use crate::inputs::{CompileArgs, collect_files};
@@ -145,7 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Compile and validate the embedded baselines of `kind`; a broken baseline is hypoforge's bug.
-fn baseline_panel(
+pub(crate) fn baseline_panel(
     compiler: &Compiler,
     sandbox: &Sandbox,
     kind: ComponentKind,
@@ -179,21 +180,23 @@ fn entrant(
     kind: ComponentKind,
     baseline: bool,
 ) -> Result<Entrant, String> {
-    let compiled = compiler
-        .compile(source)
-        .map_err(|e| format!("[{}] {}", e.class, e.message))?;
-    let plugin = Plugin::load_kind(sandbox, &compiled.wasm, kind)
-        .map_err(|e| format!("[{}] {e}", e.class()))?;
-    let report = hypoforge_validate::validate_plugin(sandbox, &plugin, PluginLimits::default());
-    if let Some(error) = report.error {
-        return Err(format!("[{}] {}", error.class, error.message));
+    let checked = check_source(
+        compiler,
+        sandbox,
+        source,
+        Some(kind),
+        PluginLimits::default(),
+    );
+    match checked.verdict {
+        SourceVerdict::Valid(plugin) => Ok(Entrant {
+            name: plugin.meta().name.clone(),
+            hash: checked.hash,
+            baseline,
+            plugin,
+        }),
+        SourceVerdict::DidNotCompile { class, message }
+        | SourceVerdict::Invalid { class, message } => Err(format!("[{class}] {message}")),
     }
-    Ok(Entrant {
-        name: plugin.meta().name.clone(),
-        hash: compiled.source_hash,
-        baseline,
-        plugin,
-    })
 }
 
 fn print_leaderboard(out: &mut impl Write, evaluation: &Evaluation) -> std::io::Result<()> {

@@ -18,6 +18,7 @@ use hypoforge_generate::{
 use hypoforge_plugin::PluginLimits;
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::ComponentKind;
+use hypoforge_validate::SourceVerdict;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -140,19 +141,19 @@ struct SandboxChecker<'a> {
 
 impl Checker for SandboxChecker<'_> {
     fn check(&mut self, kind: ComponentKind, source: &str) -> Verdict {
-        let compiled = match self.compiler.compile(source.as_bytes()) {
-            Ok(c) => c,
-            Err(e) => return Verdict::CompileError(e.message),
-        };
-        let report = hypoforge_validate::validate(
+        let checked = hypoforge_validate::check_source(
+            self.compiler,
             self.sandbox,
-            &compiled.wasm,
+            source.as_bytes(),
             Some(kind),
             PluginLimits::default(),
         );
-        match report.error {
-            None => Verdict::Valid,
-            Some(e) => Verdict::Invalid(format!("{}: {}", e.class, e.message)),
+        match checked.verdict {
+            SourceVerdict::Valid(_) => Verdict::Valid,
+            SourceVerdict::DidNotCompile { message, .. } => Verdict::CompileError(message),
+            SourceVerdict::Invalid { class, message } => {
+                Verdict::Invalid(format!("{class}: {message}"))
+            }
         }
     }
 }

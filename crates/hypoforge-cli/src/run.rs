@@ -1,7 +1,7 @@
 //! `hypoforge run`, `resume`, `status`, `export` and `report`: the research loop over a store.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
@@ -358,7 +358,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let files = hypoforge_report::write_report(&data, &args.output)?;
     println!(
         "report written: {} ({} hypothesis pages); open it in a browser",
-        display(&files.index),
+        files.index.display(),
         files.pages
     );
     Ok(ExitCode::SUCCESS)
@@ -371,10 +371,6 @@ fn print_stdout(text: &str) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
-}
-
-fn display(path: &Path) -> String {
-    path.display().to_string()
 }
 
 /// Progress bars on stderr (drawn only on a terminal) and notes above them.

@@ -13,6 +13,7 @@ use hypoforge_generate::{
 use hypoforge_plugin::PluginLimits;
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::ComponentKind;
+use hypoforge_validate::{SourceVerdict, check_source};
 
 #[path = "support/chat_server.rs"]
 mod chat_server;
@@ -34,20 +35,20 @@ impl Checker for SandboxChecker {
         let cache = CACHE.get_or_init(|| tempfile::tempdir().expect("a temporary directory"));
         let compiler =
             Compiler::new(Some(cache.path()), Limits::default()).expect("the compiler starts");
-        let compiled = match compiler.compile(source.as_bytes()) {
-            Ok(c) => c,
-            Err(e) => return Verdict::CompileError(e.message),
-        };
         let sandbox = Sandbox::shared().expect("the sandbox starts");
-        let report = hypoforge_validate::validate(
+        let checked = check_source(
+            &compiler,
             sandbox,
-            &compiled.wasm,
+            source.as_bytes(),
             Some(kind),
             PluginLimits::default(),
         );
-        match report.error {
-            None => Verdict::Valid,
-            Some(e) => Verdict::Invalid(format!("{}: {}", e.class, e.message)),
+        match checked.verdict {
+            SourceVerdict::Valid(_) => Verdict::Valid,
+            SourceVerdict::DidNotCompile { message, .. } => Verdict::CompileError(message),
+            SourceVerdict::Invalid { class, message } => {
+                Verdict::Invalid(format!("{class}: {message}"))
+            }
         }
     }
 }

@@ -148,6 +148,7 @@ fn drive(tools: Tools<'_>, run: i64, config: RunConfig) -> Result<Finish, RunErr
         run,
         config,
         deadline,
+        checked: Default::default(),
     };
     pipeline::drive(&ctx)
 }

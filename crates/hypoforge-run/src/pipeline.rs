@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hypoforge_compile::Compiler;
@@ -23,6 +24,7 @@ use hypoforge_plugin::{Plugin, PluginLimits};
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::{CheckRecord, ComponentKind};
 use hypoforge_store::{Entry, HypothesisRecord, RunState, Store, TrialKey, TrialRecord};
+use hypoforge_validate::SourceVerdict;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -73,6 +75,7 @@ pub(crate) struct Context<'a> {
     pub run: i64,
     pub config: RunConfig,
     pub deadline: Option<Instant>,
+    pub checked: CheckMemo,
 }
 
 /// An activation's shape for the report: f and f′ on a grid.
@@ -225,7 +228,8 @@ fn baseline_panel(ctx: &Context<'_>, kind: ComponentKind) -> Result<Vec<Entrant>
 }
 
 /// A hypothesis after compiling, validating and fingerprinting.
-struct Checked {
+#[derive(Clone)]
+pub(crate) struct Checked {
     hash: String,
     verdict: &'static str,
     detail: String,
@@ -234,45 +238,54 @@ struct Checked {
     shape: Option<Shape>,
 }
 
+/// Compile, validate and fingerprint `source` as a `kind`, once per process: the repair loop,
+/// the generation step and every evaluation that loads the candidate share the result.
 fn check(ctx: &Context<'_>, kind: ComponentKind, source: &str) -> Checked {
-    let hash = hypoforge_spec::source_hash(source.as_bytes());
-    let failed = |verdict, detail: String, checks| Checked {
-        hash: hash.clone(),
-        verdict,
-        detail,
-        plugin: None,
-        checks,
-        shape: None,
+    let key = (kind, hypoforge_spec::source_hash(source.as_bytes()));
+    let memo = |m: &CheckMemo| {
+        m.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
     };
-    let compiled = match ctx.compiler.compile(source.as_bytes()) {
-        Ok(c) => c,
-        Err(e) => return failed("did_not_compile", e.message, Vec::new()),
-    };
-    let plugin = match Plugin::load_kind(ctx.sandbox, &compiled.wasm, kind) {
-        Ok(p) => p,
-        Err(e) => return failed("invalid", format!("{}: {e}", e.class()), Vec::new()),
-    };
-    let report = hypoforge_validate::validate_plugin(ctx.sandbox, &plugin, ctx.limits());
-    if let Some(error) = report.error {
-        return failed(
-            "invalid",
-            format!("{}: {}", error.class, error.message),
-            report.checks,
-        );
+    if let Some(known) = memo(&ctx.checked) {
+        return known;
     }
-    let shape = match kind {
-        ComponentKind::Activation => activation_shape(ctx, &plugin),
+    let checked = hypoforge_validate::check_source(
+        ctx.compiler,
+        ctx.sandbox,
+        source.as_bytes(),
+        Some(kind),
+        ctx.limits(),
+    );
+    let (verdict, detail, plugin) = match checked.verdict {
+        SourceVerdict::Valid(plugin) => ("valid", String::new(), Some(plugin)),
+        SourceVerdict::DidNotCompile { message, .. } => ("did_not_compile", message, None),
+        SourceVerdict::Invalid { class, message } => {
+            ("invalid", format!("{class}: {message}"), None)
+        }
+    };
+    let shape = match (kind, &plugin) {
+        (ComponentKind::Activation, Some(plugin)) => activation_shape(ctx, plugin),
         _ => None,
     };
-    Checked {
-        hash,
-        verdict: "valid",
-        detail: String::new(),
-        plugin: Some(plugin),
-        checks: report.checks,
+    let checked = Checked {
+        hash: checked.hash,
+        verdict,
+        detail,
+        plugin,
+        checks: checked.checks,
         shape,
-    }
+    };
+    ctx.checked
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, checked.clone());
+    checked
 }
+
+/// What [`check`] has found so far, by kind and source hash.
+pub(crate) type CheckMemo = Mutex<HashMap<(ComponentKind, String), Checked>>;
 
 /// f and f′ on [-5, 5]: the report's plot and, bit for bit, the behavioural fingerprint that
 /// finds a hypothesis computing what another already does.

@@ -37,6 +37,85 @@ impl Report {
     }
 }
 
+/// Where a hypothesis's source got to on its way to a usable plugin.
+#[derive(Clone, Debug)]
+pub enum SourceVerdict {
+    /// Compiled, loaded and passed every check.
+    Valid(Plugin),
+    /// Refused by the source policy or by rustc.
+    DidNotCompile { class: ErrorClass, message: String },
+    /// Compiled, but did not load as the kind asked for or failed a check.
+    Invalid { class: ErrorClass, message: String },
+}
+
+/// A source after [`check_source`].
+#[derive(Clone, Debug)]
+pub struct CheckedSource {
+    /// The hypothesis's identity, [`hypoforge_spec::source_hash`].
+    pub hash: String,
+    pub verdict: SourceVerdict,
+    /// The checks that ran (none when it did not compile or load).
+    pub checks: Vec<CheckRecord>,
+    /// The compiled module (empty when it did not compile), for callers that ship it.
+    pub wasm: Vec<u8>,
+}
+
+/// Compile `source`, load it (as `kind` when given) and validate it: the one route by which any
+/// source becomes a plugin that something trains with.
+pub fn check_source(
+    compiler: &hypoforge_compile::Compiler,
+    sandbox: &Sandbox,
+    source: &[u8],
+    kind: Option<ComponentKind>,
+    limits: PluginLimits,
+) -> CheckedSource {
+    let hash = hypoforge_spec::source_hash(source);
+    let rejected = |verdict, checks, wasm| CheckedSource {
+        hash: hash.clone(),
+        verdict,
+        checks,
+        wasm,
+    };
+    let compiled = match compiler.compile(source) {
+        Ok(c) => c,
+        Err(e) => {
+            let verdict = SourceVerdict::DidNotCompile {
+                class: e.class,
+                message: e.message,
+            };
+            return rejected(verdict, Vec::new(), Vec::new());
+        }
+    };
+    let loaded = match kind {
+        Some(kind) => Plugin::load_kind(sandbox, &compiled.wasm, kind),
+        None => Plugin::load(sandbox, &compiled.wasm),
+    };
+    let plugin = match loaded {
+        Ok(p) => p,
+        Err(e) => {
+            let verdict = SourceVerdict::Invalid {
+                class: e.class(),
+                message: e.to_string(),
+            };
+            return rejected(verdict, Vec::new(), compiled.wasm);
+        }
+    };
+    let report = validate_plugin(sandbox, &plugin, limits);
+    let verdict = match report.error {
+        None => SourceVerdict::Valid(plugin),
+        Some(e) => SourceVerdict::Invalid {
+            class: e.class,
+            message: e.message,
+        },
+    };
+    CheckedSource {
+        hash,
+        verdict,
+        checks: report.checks,
+        wasm: compiled.wasm,
+    }
+}
+
 /// Validate a compiled module; `expected` refuses plugins of another kind. Per-call limits come
 /// from `limits`; the whole validation ends after [`VALIDATION_BUDGET`] unless
 /// `limits.sandbox.expires_at` says otherwise.
