@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask evaluate`: the main job (release build, then a `hypoforge run` with its report)
 //! - `cargo xtask bench [--save]`: benchmarks; `--save` rewrites BENCHMARKS.md
+//! - `cargo xtask bench gpu [--seeds N]`: the GPU comparison, on a machine with one
 //! - `cargo xtask ci`: what CI runs: formatting, clippy, the whole test suite
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ fn main() -> anyhow::Result<()> {
                  tasks:\n  \
                  evaluate        build the release CLI; run examples/run.toml and write its report\n  \
                  bench [--save]  run the benchmarks (--save: write BENCHMARKS.md)\n  \
+                 bench gpu       the GPU against the CPU path and PyTorch (needs a GPU)\n  \
                  ci              format check, clippy (-D warnings) and the full test suite"
             );
             std::process::exit(2);
@@ -111,6 +113,9 @@ fn evaluate(root: &Path, extra: &[String]) -> anyhow::Result<()> {
 const KEPT_MARKER: &str = "<!-- Sections below are kept by `cargo xtask bench --save`. -->";
 
 fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    if extra.first().map(String::as_str) == Some("gpu") {
+        return bench_gpu(root, &extra[1..]);
+    }
     let save = extra.iter().any(|a| a == "--save");
     let bench = release_binary(root, "hypoforge-bench", "hypoforge-bench")?;
     let output = Command::new(bench)
@@ -175,11 +180,41 @@ fn machine(root: &Path) -> String {
     )
 }
 
+/// The GPU comparison (`hypoforge-bench`'s `gpu`, built with CUDA support): prints its section
+/// of BENCHMARKS.md, which a machine with a GPU produces; without one it says so.
+fn bench_gpu(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    run(cargo(root).args([
+        "build",
+        "--release",
+        "--package",
+        "hypoforge-bench",
+        "--features",
+        "cuda",
+        "--bin",
+        "gpu",
+    ]))?;
+    run(Command::new(root.join("target/release/gpu"))
+        .current_dir(root)
+        .args(extra))
+}
+
 fn ci(root: &Path) -> anyhow::Result<()> {
     run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
     run(cargo(root).args([
         "clippy",
         "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The GPU benchmark builds only with its feature; keep it compiling where no GPU is.
+    run(cargo(root).args([
+        "clippy",
+        "--package",
+        "hypoforge-bench",
+        "--features",
+        "cuda",
         "--all-targets",
         "--",
         "-D",

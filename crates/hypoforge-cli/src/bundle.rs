@@ -421,6 +421,7 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<ExitCode> {
             extra_datasets: &[],
             limits: PluginLimits::default(),
             trial_time_limit: None,
+            device: None,
         };
         let evaluation = runner::evaluate(&plan, &entrants, sandbox, &|_, _| {})?;
         let new = evaluation

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hypoforge_compile::Compiler;
+use hypoforge_eval::device::{self, DeviceChoice};
 use hypoforge_eval::runner::{self, ComponentResult, Entrant, Evaluation, Plan};
 use hypoforge_eval::{baselines, datasets, tasks};
 use hypoforge_plugin::PluginLimits;
@@ -31,7 +32,8 @@ use crate::inputs::{CompileArgs, collect_files};
 #[command(after_help = "Examples:\n  \
     hypoforge evaluate --kind activation                 # the baseline panel alone\n  \
     hypoforge evaluate --kind activation my_acts/ --seeds 5 --json results.json\n  \
-    hypoforge evaluate --kind preprocessor p.rs --suite standard")]
+    hypoforge evaluate --kind preprocessor p.rs --suite standard\n  \
+    hypoforge evaluate --kind activation my_acts/ --seeds 20 --device auto   # on a GPU if there is one")]
 pub struct Args {
     /// The kind under test: activation, preprocessor or regularizer.
     #[arg(long, value_name = "K")]
@@ -57,6 +59,12 @@ pub struct Args {
     /// suite trials take well under a second. 0 turns it off.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     trial_timeout: f64,
+    /// Where trials train: cpu (the reference), cuda (a GPU, or an error) or auto (a GPU when
+    /// one is usable, else the CPU with a line saying why). On a GPU every (component, seed) of
+    /// a task trains at once; activations run from tables sampled from the plugin, and one the
+    /// table cannot follow within tolerance trains on the CPU (the report's notes say which).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    device: DeviceChoice,
     #[command(flatten)]
     compile: CompileArgs,
 }
@@ -85,6 +93,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let compiler = args.compile.compiler()?;
     let sandbox = Sandbox::shared().context("cannot start the WebAssembly sandbox")?;
+    let opened = device::open(args.device)?;
+    if let Some(note) = &opened.note {
+        eprintln!("{note}");
+    }
 
     let mut entrants = baseline_panel(&compiler, sandbox, args.kind)?;
     let hypotheses: Vec<Result<Entrant, String>> = files
@@ -114,16 +126,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         extra_datasets: &extra,
         limits: PluginLimits::default(),
         trial_time_limit,
+        device: opened.device.as_deref(),
     };
     let trials = suite.tasks.len() as u64 * args.seeds;
     eprintln!(
-        "evaluating {} {}s ({} baselines) on suite `{}`: {} tasks × {} seeds = {trials} trials",
+        "evaluating {} {}s ({} baselines) on suite `{}`: {} tasks × {} seeds = {trials} trials, on {}",
         entrants.len(),
         args.kind,
         entrants.iter().filter(|e| e.baseline).count(),
         suite.name,
         suite.tasks.len(),
         args.seeds,
+        opened
+            .device
+            .as_ref()
+            .map_or("the CPU".into(), |d| d.name()),
     );
     // Drawn only when stderr is a terminal; rayon workers report as their runs finish.
     let bar = crate::inputs::progress_bar(trials as usize * entrants.len(), "runs");
@@ -134,6 +151,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut out = std::io::stdout().lock();
     print_leaderboard(&mut out, &evaluation)?;
+    for note in &evaluation.notes {
+        writeln!(out, "note: {note}")?;
+    }
     if let Some(path) = &args.json {
         write_json(path, &evaluation)?;
         writeln!(out, "\nresults written to {}", path.display())?;

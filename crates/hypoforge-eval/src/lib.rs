@@ -5,10 +5,15 @@
 //! suites and the paired runner build on them.
 
 pub mod baselines;
+pub mod batched;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod datasets;
+pub mod device;
 mod kernels;
 pub mod metrics;
 pub mod model;
+mod offload;
 pub mod prepare;
 pub mod runner;
 pub mod tasks;

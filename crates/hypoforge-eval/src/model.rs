@@ -93,7 +93,7 @@ pub enum Objective {
 }
 
 impl Objective {
-    fn outputs(self) -> usize {
+    pub(crate) fn outputs(self) -> usize {
         match self {
             Objective::Classification { classes } => classes,
             Objective::Regression => 1,
@@ -150,11 +150,11 @@ pub struct TrainResult {
 
 /// A fully connected layer; `w` is `fan_out × fan_in` as in PyTorch's `Linear`.
 #[derive(Clone, Debug)]
-struct Layer {
-    fan_in: usize,
-    fan_out: usize,
-    w: Vec<f32>,
-    b: Vec<f32>,
+pub(crate) struct Layer {
+    pub(crate) fan_in: usize,
+    pub(crate) fan_out: usize,
+    pub(crate) w: Vec<f32>,
+    pub(crate) b: Vec<f32>,
 }
 
 impl Layer {
@@ -193,7 +193,7 @@ struct Buffers {
 /// A multi-layer perceptron with a component slot.
 #[derive(Clone, Debug)]
 pub struct Mlp {
-    layers: Vec<Layer>,
+    pub(crate) layers: Vec<Layer>,
 }
 
 impl Mlp {
@@ -309,7 +309,7 @@ impl Mlp {
     }
 }
 
-fn loss_and_gradient(
+pub(crate) fn loss_and_gradient(
     objective: Objective,
     outputs: &[f32],
     targets: &Targets,
@@ -342,7 +342,7 @@ fn loss_and_gradient(
 }
 
 /// Gather the rows `index` of a row-major matrix into `out`.
-fn gather(features: &[f32], cols: usize, index: &[usize], out: &mut Vec<f32>) {
+pub(crate) fn gather(features: &[f32], cols: usize, index: &[usize], out: &mut Vec<f32>) {
     out.clear();
     for &i in index {
         out.extend_from_slice(&features[i * cols..(i + 1) * cols]);
@@ -351,7 +351,7 @@ fn gather(features: &[f32], cols: usize, index: &[usize], out: &mut Vec<f32>) {
 
 /// Seeds derived from a trial's seed; the same for every component in a trial, which is what
 /// makes comparisons paired.
-fn stream(seed: u64, purpose: u64) -> Rng {
+pub(crate) fn stream(seed: u64, purpose: u64) -> Rng {
     Rng::new(seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 

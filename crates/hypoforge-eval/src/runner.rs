@@ -14,8 +14,10 @@ use hypoforge_spec::ComponentKind;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::batched::BatchDevice;
 use crate::datasets::Dataset;
 use crate::metrics::{self, MetricsError, RunOutcome, TaskWinRates, Trial};
+use crate::offload;
 use crate::tasks::{Suite, SuiteError, Task};
 use crate::trial::run_trial;
 
@@ -55,6 +57,10 @@ pub struct Evaluation {
     pub suite: String,
     pub trials: usize,
     pub results: Vec<ComponentResult>,
+    /// What the reader should know about how the numbers were made (a component whose trials
+    /// left the device for the CPU, and why).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Why an evaluation could not run.
@@ -80,6 +86,9 @@ pub enum RunnerError {
     /// the runs it had already taken are kept there.
     #[error("{0}")]
     Cache(String),
+    /// The batch device failed; nothing it trained in the failed batch is kept.
+    #[error("{0}")]
+    Device(String),
 }
 
 /// Where finished runs live between evaluations, so that a run is trained once: a later
@@ -105,6 +114,32 @@ impl TrialCache for NoCache {
     }
 }
 
+/// Every run an evaluation trains, keyed by (component hash, task name, seed); it supplies
+/// none, so each evaluation that uses it trains everything. For comparing two evaluations (two
+/// devices, say) run by run.
+#[derive(Debug, Default)]
+pub struct RunLog(Mutex<RunMap>);
+
+/// Runs by (component hash, task name, seed).
+pub type RunMap = std::collections::HashMap<(String, String, u64), RunOutcome>;
+
+impl RunLog {
+    pub fn into_runs(self) -> RunMap {
+        self.0.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TrialCache for RunLog {
+    fn get(&self, _: &str, _: &Task, _: u64) -> Result<Option<RunOutcome>, String> {
+        Ok(None)
+    }
+    fn put(&self, hash: &str, task: &Task, seed: u64, outcome: &RunOutcome) -> Result<(), String> {
+        let mut runs = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        runs.insert((hash.to_owned(), task.name.clone(), seed), outcome.clone());
+        Ok(())
+    }
+}
+
 /// What to run: the kind under test, the suite, how many seeds, and with which limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan<'a> {
@@ -114,8 +149,13 @@ pub struct Plan<'a> {
     /// Datasets from `--data-dir`, found by name before the embedded ones.
     pub extra_datasets: &'a [Dataset],
     pub limits: PluginLimits,
-    /// Wall-clock limit on one component's trial; see [`run_trial`].
+    /// Wall-clock limit on one component's trial; see [`run_trial`]. Trials on a device are
+    /// not timed: their plugins run only in preprocessing, per-step regularizer calls and the
+    /// activation's table, each under the per-call budgets.
     pub trial_time_limit: Option<Duration>,
+    /// Where trials train: `None` for the CPU path (the reference), or a batch device, which
+    /// trains every (component, seed) of a task at once and hands back what it cannot take.
+    pub device: Option<&'a dyn BatchDevice>,
 }
 
 /// Evaluate `entrants` (baselines and candidates of `plan.kind`) on `plan.seeds` seeds of every
@@ -145,6 +185,7 @@ pub fn evaluate_cached(
         extra_datasets,
         limits,
         trial_time_limit,
+        device,
     } = *plan;
     if seeds == 0 {
         return Err(RunnerError::NoSeeds);
@@ -181,41 +222,96 @@ pub fn evaluate_cached(
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert(message);
     };
-    let outcomes: Vec<Option<RunOutcome>> = jobs
+    let finish = |j: usize, outcome: RunOutcome| -> Option<RunOutcome> {
+        let (t, e) = jobs[j];
+        let (task, seed) = trials[t];
+        if let Err(message) = cache.put(&entrants[e].hash, &suite.tasks[task], seed, &outcome) {
+            fail(message);
+            return None;
+        }
+        progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
+        Some(outcome)
+    };
+    // What the cache holds first; then the rest, on the device where one is given.
+    let mut outcomes: Vec<Option<RunOutcome>> = jobs
         .par_iter()
         .map(|&(t, e)| {
+            let (task, seed) = trials[t];
+            match cache.get(&entrants[e].hash, &suite.tasks[task], seed) {
+                Ok(Some(outcome)) => {
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
+                    Some(outcome)
+                }
+                Ok(None) => None,
+                Err(message) => {
+                    fail(message);
+                    None
+                }
+            }
+        })
+        .collect();
+    let mut notes = Vec::new();
+    if let Some(device) = device {
+        let mut tables = offload::Tables::default();
+        for (task_index, task) in suite.tasks.iter().enumerate() {
             if stopped.load(Ordering::Relaxed) {
+                break;
+            }
+            let pending: Vec<usize> = (0..jobs.len())
+                .filter(|&j| outcomes[j].is_none() && trials[jobs[j].0].0 == task_index)
+                .collect();
+            if pending.is_empty() {
+                continue;
+            }
+            let lane_jobs: Vec<(usize, u64)> = pending
+                .iter()
+                .map(|&j| (jobs[j].1, trials[jobs[j].0].1))
+                .collect();
+            let trained = offload::run_task(
+                device,
+                task,
+                &data[task_index],
+                kind,
+                &lane_jobs,
+                entrants,
+                sandbox,
+                limits,
+                &mut tables,
+                &mut notes,
+            )
+            .map_err(|e| RunnerError::Device(e.to_string()))?;
+            for (&j, outcome) in pending.iter().zip(trained) {
+                if let Some(outcome) = outcome {
+                    outcomes[j] = finish(j, outcome);
+                }
+            }
+        }
+    }
+    let trained: Vec<Option<RunOutcome>> = jobs
+        .par_iter()
+        .enumerate()
+        .map(|(j, &(t, e))| {
+            if outcomes[j].is_some() || stopped.load(Ordering::Relaxed) {
                 return None;
             }
             let (task, seed) = trials[t];
-            let (task, entrant) = (&suite.tasks[task], &entrants[e]);
-            let outcome = match cache.get(&entrant.hash, task, seed) {
-                Ok(Some(outcome)) => outcome,
-                Ok(None) => {
-                    let outcome = run_trial(
-                        task,
-                        &data[trials[t].0],
-                        seed,
-                        &entrant.plugin,
-                        sandbox,
-                        limits,
-                        trial_time_limit,
-                    );
-                    if let Err(message) = cache.put(&entrant.hash, task, seed, &outcome) {
-                        fail(message);
-                        return None;
-                    }
-                    outcome
-                }
-                Err(message) => {
-                    fail(message);
-                    return None;
-                }
-            };
-            progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
-            Some(outcome)
+            let outcome = run_trial(
+                &suite.tasks[task],
+                &data[task],
+                seed,
+                &entrants[e].plugin,
+                sandbox,
+                limits,
+                trial_time_limit,
+            );
+            finish(j, outcome)
         })
         .collect();
+    for (slot, outcome) in outcomes.iter_mut().zip(trained) {
+        if slot.is_none() {
+            *slot = outcome;
+        }
+    }
     if let Some(message) = cache_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(RunnerError::Cache(message));
     }
@@ -282,6 +378,7 @@ pub fn evaluate_cached(
         suite: suite.name.clone(),
         trials: trials.len(),
         results,
+        notes,
     })
 }
 
@@ -339,6 +436,7 @@ mod tests {
             extra_datasets: &[],
             limits: PluginLimits::default(),
             trial_time_limit: None,
+            device: None,
         };
         evaluate(&plan, entrants, Sandbox::shared().unwrap(), &|_, _| {})
     }
@@ -367,6 +465,7 @@ mod tests {
             extra_datasets: &[],
             limits: PluginLimits::default(),
             trial_time_limit: None,
+            device: None,
         };
         let eval = evaluate(&plan, &entrants, Sandbox::shared().unwrap(), &|_, _| {}).unwrap();
         let by_name = |name: &str| eval.results.iter().find(|r| r.name == name).unwrap();
@@ -488,6 +587,7 @@ mod tests {
             extra_datasets: &[],
             limits: PluginLimits::default(),
             trial_time_limit: Some(Duration::from_millis(150)),
+            device: None,
         };
         let started = std::time::Instant::now();
         let eval = evaluate(&plan, &entrants, Sandbox::shared().unwrap(), &|_, _| {}).unwrap();

@@ -808,6 +808,7 @@ fn evaluate(
         extra_datasets: &[],
         limits: ctx.limits(),
         trial_time_limit: ctx.trial_time_limit(),
+        device: None,
     };
     let total = suite.tasks.len() as u64 * seeds * entrants.len() as u64;
     ctx.observer.stage(label, total);
