@@ -54,6 +54,7 @@ pub struct OutputArgs {
     suite = \"quick\"               # one-pass suite: quick, standard, holdout or a file\n  \
     seeds = 2\n  \
     trial_timeout = 60            # seconds per trial, 0 for none\n  \
+    device = \"cpu\"                # cpu, cuda (a GPU or an error) or auto (a GPU if usable)\n  \
     [generator]\n  \
     source = \"replay\"             # replay, replay:FILE, grammar, openai:MODEL\n  \
     strategies = [\"iep\", \"nep\"]\n  \

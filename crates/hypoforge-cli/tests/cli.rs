@@ -1127,6 +1127,52 @@ fn a_run_killed_at_random_points_and_resumed_ends_exactly_as_an_uninterrupted_on
 }
 
 #[test]
+fn the_device_key_chooses_where_trials_train() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache = dir.path().join("cache");
+    let config = run_config(dir.path());
+    let base = format!(
+        "{}[budget]\nmax_hypotheses = 2\n",
+        std::fs::read_to_string(&config).expect("read")
+    );
+
+    std::fs::write(&config, format!("device = \"cuda\"\n{base}")).expect("write");
+    let store = dir.path().join("cuda.db");
+    let out = start_run(&config, &store, &cache, &[]);
+    if code(&out) == 0 {
+        eprintln!("a GPU is here: the refusal without one is not exercised");
+        return;
+    }
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("device = \"cuda\": "), "{err}");
+    assert!(err.contains("set device = \"cpu\" or \"auto\""), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !store.exists(),
+        "a run that cannot start must not create a store"
+    );
+
+    // Without a GPU, auto says why and trains exactly as the CPU path does.
+    std::fs::write(&config, format!("device = \"auto\"\n{base}")).expect("write");
+    let auto = dir.path().join("auto.db");
+    let out = start_run(&config, &auto, &cache, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no GPU, evaluating on the CPU: "),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&config, &base).expect("write");
+    let cpu = dir.path().join("cpu.db");
+    assert_eq!(code(&start_run(&config, &cpu, &cache, &["--quiet"])), 0);
+    let kinds = |store: &Path| -> Value {
+        serde_json::from_str::<Value>(&export_of(store, &cache)).expect("JSON")["kinds"].clone()
+    };
+    assert_eq!(kinds(&auto), kinds(&cpu));
+}
+
+#[test]
 fn a_malformed_config_names_the_bad_key_and_touches_nothing() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path().join("run.toml");

@@ -1,8 +1,9 @@
 //! The core evaluation crate: datasets, tasks, models, one-pass training and the win-rate metrics.
 //!
-//! Work in progress towards the evaluator: the dataset loaders, the paired win-rate metrics and
-//! the training core (an MLP with a component slot, one-pass training) land first; tasks,
-//! suites and the paired runner build on them.
+//! A component is trained in its slot of a small MLP on every trial (task × seed) of a suite,
+//! paired with every baseline of its kind (`runner`, `trial`, `model`), and scored by B-WR and
+//! BSOTA-WR (`metrics`). The CPU path trains one run per rayon job and is the reference;
+//! `batched` trains many runs of a task at once on a batch device (with feature `cuda`, a GPU).
 
 pub mod baselines;
 pub mod batched;

@@ -21,9 +21,31 @@ use crate::runner::Entrant;
 use crate::tasks::Task;
 use crate::trial::{PluginActivation, PluginRegularizer, apply_preprocessor};
 
-/// At most this many lanes train in one batch, which bounds the device memory a batch takes
-/// (a preprocessor's lanes each carry their own copy of the data).
+/// At most this many lanes train in one batch.
 const MAX_LANES: usize = 512;
+/// The device memory a batch's lanes may take for their own data and working buffers, which
+/// bounds the lanes of a batch when each carries its own copy of the data (a preprocessor's).
+const LANE_BYTES: usize = 4 << 30;
+
+/// Lanes per batch: each lane's data (its own, or its seed's where seeds are shared, which a
+/// batch holds at most once per lane too) and its per-step buffers, within [`LANE_BYTES`].
+fn lanes_per_batch(task: &Task, rows: usize, width: usize, outputs: usize) -> usize {
+    let widths: usize = task.train.hidden.iter().sum::<usize>() + width + outputs;
+    let params: usize = task
+        .train
+        .hidden
+        .iter()
+        .chain([&outputs])
+        .scan(width, |fan_in, &fan_out| {
+            let n = (*fan_in + 1) * fan_out;
+            *fan_in = fan_out;
+            Some(n)
+        })
+        .sum();
+    // Data; three buffers per layer and row of a step; parameters, gradients and moments.
+    let per_lane = 4 * (rows * width + 3 * task.train.batch.max(1) * widths + 5 * params);
+    (LANE_BYTES / per_lane.max(1)).clamp(1, MAX_LANES)
+}
 
 /// Activation tables of an evaluation, built once per component; `Err` holds why a component
 /// trains on the CPU instead.
@@ -106,7 +128,7 @@ enum Data {
 }
 
 /// What a lane needs before it joins a batch, or its outcome if it ended before that.
-enum Prepared {
+enum Setup {
     Ready {
         data: Data,
         activation: Option<Arc<ActivationTable>>,
@@ -161,18 +183,18 @@ pub(crate) fn run_task(
         class: e.class(),
         message: e.to_string(),
     };
-    let ready: Vec<Prepared> = jobs
+    let ready: Vec<Setup> = jobs
         .par_iter()
         .map(|&(e, seed)| {
             let entrant = &entrants[e];
             match kind {
                 ComponentKind::Activation => match tables.get(e) {
-                    Some(t) => Prepared::Ready {
+                    Some(t) => Setup::Ready {
                         data: Data::Seed(seed),
                         activation: Some(t),
                         regularizer: None,
                     },
-                    None => Prepared::Cpu,
+                    None => Setup::Cpu,
                 },
                 ComponentKind::Preprocessor => {
                     let (mut train, mut valid) =
@@ -183,21 +205,21 @@ pub(crate) fn run_task(
                         .map_err(plugin_failure)
                         .and_then(|mut pre| apply_preprocessor(&mut pre, &mut train, &mut valid));
                     match fitted {
-                        Ok(()) => Prepared::Ready {
+                        Ok(()) => Setup::Ready {
                             data: Data::Own(Slot { train, valid }),
                             activation: None,
                             regularizer: None,
                         },
-                        Err(e) => Prepared::Done(failed(&e)),
+                        Err(e) => Setup::Done(failed(&e)),
                     }
                 }
                 ComponentKind::Regularizer => match entrant.plugin.regularizer(sandbox, limits) {
-                    Ok(reg) => Prepared::Ready {
+                    Ok(reg) => Setup::Ready {
                         data: Data::Seed(seed),
                         activation: None,
                         regularizer: Some(Box::new(PluginRegularizer(reg))),
                     },
-                    Err(e) => Prepared::Done(failed(&plugin_failure(e))),
+                    Err(e) => Setup::Done(failed(&plugin_failure(e))),
                 },
             }
         })
@@ -209,24 +231,25 @@ pub(crate) fn run_task(
         Data::Own(slot) => slot.train.cols,
     };
     let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
-    let mut lanes: Vec<Option<Prepared>> = Vec::with_capacity(jobs.len());
+    let mut lanes: Vec<Option<Setup>> = Vec::with_capacity(jobs.len());
     for (j, p) in ready.into_iter().enumerate() {
         match p {
-            Prepared::Ready { ref data, .. } => {
+            Setup::Ready { ref data, .. } => {
                 groups.entry(width(data)).or_default().push(j);
                 lanes.push(Some(p));
             }
-            Prepared::Done(outcome) => {
+            Setup::Done(outcome) => {
                 outcomes[j] = Some(outcome);
                 lanes.push(None);
             }
-            Prepared::Cpu => lanes.push(None),
+            Setup::Cpu => lanes.push(None),
         }
     }
     let mut widths: Vec<usize> = groups.keys().copied().collect();
     widths.sort_unstable();
     for width in widths {
-        for chunk in groups[&width].chunks(MAX_LANES) {
+        let per_batch = lanes_per_batch(task, dataset.rows, width, objective.outputs());
+        for chunk in groups[&width].chunks(per_batch) {
             let mut batch = Batch {
                 config: &task.train,
                 objective,
@@ -238,7 +261,7 @@ pub(crate) fn run_task(
             let mut slot_of_seed: HashMap<u64, usize> = HashMap::new();
             let mut table_of_entrant: HashMap<usize, usize> = HashMap::new();
             for &j in chunk {
-                let Some(Prepared::Ready {
+                let Some(Setup::Ready {
                     data,
                     activation,
                     regularizer,
@@ -294,4 +317,22 @@ fn device_backend(device: &dyn BatchDevice) -> Result<Box<dyn batched::Backend +
         device: device.name(),
         message,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks;
+
+    #[test]
+    fn large_lanes_make_smaller_batches() {
+        let standard = tasks::suite("standard").unwrap();
+        let task = |name: &str| standard.tasks.iter().find(|t| t.name == name).unwrap();
+        // mnist10k: 31 MB of data a lane, so about 130 lanes in 4 GiB.
+        let mnist = lanes_per_batch(task("mnist10k"), 10_000, 784, 10);
+        assert!((100..=140).contains(&mnist), "{mnist}");
+        assert_eq!(lanes_per_batch(task("iris"), 150, 4, 3), MAX_LANES);
+        // A lane larger than the whole allowance still trains, alone.
+        assert_eq!(lanes_per_batch(task("mnist10k"), 10_000_000, 784, 10), 1);
+    }
 }

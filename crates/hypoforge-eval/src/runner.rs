@@ -87,7 +87,7 @@ pub enum RunnerError {
     #[error("{0}")]
     Cache(String),
     /// The batch device failed; nothing it trained in the failed batch is kept.
-    #[error("{0}")]
+    #[error("{0}; the CPU path (--device cpu) does not need the device")]
     Device(String),
 }
 

@@ -22,6 +22,9 @@ pub struct RunConfig {
     pub seeds: u64,
     /// Wall-clock limit on one component's trial, in seconds (0: none).
     pub trial_timeout: f64,
+    /// Where trials train: `cpu` (the reference), `cuda` or `auto`. Trials trained on a GPU
+    /// are stored apart from the CPU's, so a store never mixes the two in one comparison.
+    pub device: String,
     pub generator: GeneratorConfig,
     pub full: FullConfig,
     pub budget: BudgetConfig,
@@ -41,6 +44,7 @@ impl Default for RunConfig {
             suite: "quick".into(),
             seeds: 2,
             trial_timeout: 60.0,
+            device: "cpu".into(),
             generator: GeneratorConfig::default(),
             full: FullConfig::default(),
             budget: BudgetConfig::default(),
@@ -175,6 +179,9 @@ impl RunConfig {
         {
             return invalid("budget.max_wall_seconds", "must be a positive number");
         }
+        if let Err(message) = self.device.parse::<hypoforge_eval::device::DeviceChoice>() {
+            return invalid("device", &message);
+        }
         if let Err(message) = crate::pipeline::GeneratorSource::parse(&self.generator.source) {
             return invalid("generator.source", &message);
         }
@@ -204,6 +211,7 @@ per_round = 4
 suite = "standard"
 seeds = 5
 trial_timeout = 10
+device = "auto"
 [generator]
 source = "openai:gpt-4o-mini"
 strategies = ["nep"]
@@ -227,6 +235,7 @@ max_wall_seconds = 60
         assert_eq!(c.generator.strategies, vec![Strategy::Nep]);
         assert_eq!(c.full.top_k, 2);
         assert_eq!(c.budget.max_llm_tokens, Some(30000));
+        assert_eq!(c.device, "auto");
     }
 
     #[test]
@@ -254,6 +263,7 @@ max_wall_seconds = 60
             ("[generator]\nsource = \"gpt\"", "generator.source"),
             ("[generator]\nsource = \"openai:\"", "generator.source"),
             ("[budget]\nmax_wall_seconds = -1", "budget.max_wall_seconds"),
+            ("device = \"gpu\"", "device"),
         ] {
             let err = RunConfig::parse(text, "run.toml")
                 .expect_err("fails")

@@ -13,6 +13,7 @@ mod views;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hypoforge_compile::Compiler;
+use hypoforge_eval::device::{self, DeviceChoice};
 use hypoforge_sandbox::Sandbox;
 use hypoforge_store::{RunState, Store, StoreError};
 
@@ -66,6 +67,8 @@ pub enum RunError {
     Replay(#[from] hypoforge_generate::ReplayError),
     #[error("{0}")]
     Baseline(String),
+    #[error("{0}")]
+    Device(String),
     #[error("run {run} is finished; `hypoforge report {run}` shows it")]
     AlreadyDone { run: i64 },
     #[error("{0}")]
@@ -96,7 +99,7 @@ impl std::fmt::Debug for Tools<'_> {
 }
 
 /// Checks that need no paid request: for an LLM generator, that its endpoint answers and
-/// accepts the key.
+/// accepts the key; for `device = "cuda"`, that there is a usable GPU.
 pub fn preflight(config: &RunConfig) -> Result<(), RunError> {
     if let GeneratorSource::OpenAi(model) = GeneratorSource::parse(&config.generator.source)
         .map_err(|m| RunError::Config(format!("generator.source {m}")))?
@@ -109,7 +112,24 @@ pub fn preflight(config: &RunConfig) -> Result<(), RunError> {
             .preflight()
             .map_err(|e| RunError::Generate(e.into()))?;
     }
+    if device_choice(config)? == DeviceChoice::Cuda {
+        device::open(DeviceChoice::Cuda).map_err(no_gpu)?;
+    }
     Ok(())
+}
+
+fn no_gpu(e: device::DeviceError) -> RunError {
+    RunError::Device(format!(
+        "device = \"cuda\": {}; set device = \"cpu\" or \"auto\" to train on the CPU",
+        e.reason
+    ))
+}
+
+fn device_choice(config: &RunConfig) -> Result<DeviceChoice, RunError> {
+    config
+        .device
+        .parse()
+        .map_err(|m| RunError::Config(format!("device: {m}")))
 }
 
 /// Start a run from a configuration's text (checked first); returns its id and how it ended.
@@ -140,6 +160,11 @@ fn drive(tools: Tools<'_>, run: i64, config: RunConfig) -> Result<Finish, RunErr
         .budget
         .max_wall_seconds
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let opened =
+        device::open(device_choice(&config)?).map_err(|e| RunError::Device(e.to_string()))?;
+    if let Some(note) = &opened.note {
+        tools.observer.note(note);
+    }
     let ctx = pipeline::Context {
         store: tools.store,
         compiler: tools.compiler,
@@ -149,6 +174,7 @@ fn drive(tools: Tools<'_>, run: i64, config: RunConfig) -> Result<Finish, RunErr
         config,
         deadline,
         checked: Default::default(),
+        device: opened.device.as_deref(),
     };
     pipeline::drive(&ctx)
 }

@@ -76,6 +76,8 @@ pub(crate) struct Context<'a> {
     pub config: RunConfig,
     pub deadline: Option<Instant>,
     pub checked: CheckMemo,
+    /// The batch device trials train on; `None` for the CPU path.
+    pub device: Option<&'a dyn hypoforge_eval::batched::BatchDevice>,
 }
 
 /// An activation's shape for the report: f and f′ on a grid.
@@ -725,6 +727,7 @@ fn candidates(
 struct StoreCache<'a> {
     store: &'a Store,
     deadline: Option<Instant>,
+    on_gpu: bool,
 }
 
 /// The training protocol and the build that decide every trial's numbers, in words.
@@ -736,15 +739,18 @@ pub fn protocol_id() -> String {
     )
 }
 
-fn protocol(task: &Task) -> String {
-    let digest = Sha256::digest(format!("{}|{task:?}", protocol_id()));
+/// A task's protocol digest; a GPU's trials get their own (the CPU's keeps its old form, so
+/// stores from before the GPU path stay valid).
+fn protocol(task: &Task, on_gpu: bool) -> String {
+    let device = if on_gpu { "|device gpu" } else { "" };
+    let digest = Sha256::digest(format!("{}|{task:?}{device}", protocol_id()));
     hex::encode(&digest[..16])
 }
 
-fn trial_key(hash: &str, task: &Task, seed: u64) -> TrialKey {
+fn trial_key(hash: &str, task: &Task, seed: u64, on_gpu: bool) -> TrialKey {
     TrialKey {
         hash: hash.to_owned(),
-        protocol: protocol(task),
+        protocol: protocol(task, on_gpu),
         seed,
         task: task.name.clone(),
     }
@@ -757,7 +763,7 @@ impl TrialCache for StoreCache<'_> {
     fn get(&self, hash: &str, task: &Task, seed: u64) -> Result<Option<RunOutcome>, String> {
         let record = self
             .store
-            .trial(&trial_key(hash, task, seed))
+            .trial(&trial_key(hash, task, seed, self.on_gpu))
             .map_err(|e| e.to_string())?;
         if record.is_none() && self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(OUT_OF_TIME.into());
@@ -788,7 +794,7 @@ impl TrialCache for StoreCache<'_> {
             },
         };
         self.store
-            .put_trial(&trial_key(hash, task, seed), &record)
+            .put_trial(&trial_key(hash, task, seed, self.on_gpu), &record)
             .map_err(|e| e.to_string())
     }
 }
@@ -808,13 +814,14 @@ fn evaluate(
         extra_datasets: &[],
         limits: ctx.limits(),
         trial_time_limit: ctx.trial_time_limit(),
-        device: None,
+        device: ctx.device,
     };
     let total = suite.tasks.len() as u64 * seeds * entrants.len() as u64;
     ctx.observer.stage(label, total);
     let cache = StoreCache {
         store: ctx.store,
         deadline: ctx.deadline,
+        on_gpu: ctx.device.is_some(),
     };
     let progress = |done: usize, _: usize| ctx.observer.advance(done as u64);
     let result = runner::evaluate_cached(&plan, entrants, ctx.sandbox, &cache, &progress);
