@@ -566,26 +566,29 @@ mod tests {
     fn a_trial_past_its_time_limit_is_lost_with_that_cause() {
         let compiler = Compiler::new(None, Limits::default()).unwrap();
         let mut entrants = activation_panel(&compiler);
-        // Some 20k instructions per element: within the per-call fuel budget (50k per element),
-        // about half a second per trial, far past the 150 ms it gets here.
+        // Hundreds of thousands of instructions per element, within a fuel budget raised to
+        // match: seconds per trial, however fast the machine or vectorized the loop, far past
+        // the 150 ms it gets here.
         entrants.push(entrant(
             &compiler,
             "use hypoforge_sdk::prelude::*;\n\
              fn f<R: Real>(x: R) -> R {\n\
                  let mut y = x;\n\
-                 for i in 0..1_500 { y = y * 0.999_999 + x * (i as f32 * 1e-12); }\n\
+                 for i in 0..100_000 { y = y * 0.999_999 + x * (i as f32 * 1e-12); }\n\
                  y\n\
              }\n\
              activation!(name = \"sluggish\", f = f);\n",
             false,
         ));
+        let mut limits = PluginLimits::default();
+        limits.activation.per_element = 10_000_000;
         let suite = small_suite();
         let plan = Plan {
             kind: ComponentKind::Activation,
             suite: &suite,
             seeds: 1,
             extra_datasets: &[],
-            limits: PluginLimits::default(),
+            limits,
             trial_time_limit: Some(Duration::from_millis(150)),
             device: None,
         };

@@ -57,9 +57,8 @@ fn args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-fn panel(modules: Option<&Path>) -> anyhow::Result<Vec<Entrant>> {
+fn panel(kind: ComponentKind, modules: Option<&Path>) -> anyhow::Result<Vec<Entrant>> {
     let sandbox = Sandbox::shared()?;
-    let kind = ComponentKind::Activation;
     let compiler = match modules {
         Some(_) => None,
         None => Some(hypoforge_compile::Compiler::new(
@@ -93,13 +92,14 @@ type Runs = runner::RunMap;
 
 /// Wall seconds and runs of one evaluation.
 fn time(
+    kind: ComponentKind,
     suite: &Suite,
     seeds: u64,
     entrants: &[Entrant],
     device: Option<&dyn BatchDevice>,
 ) -> anyhow::Result<(f64, Runs)> {
     let plan = Plan {
-        kind: ComponentKind::Activation,
+        kind,
         suite,
         seeds,
         extra_datasets: &[],
@@ -151,7 +151,9 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let all = panel(args.modules.as_deref())?;
+    let all = panel(ComponentKind::Activation, args.modules.as_deref())?;
+    let preprocessors = panel(ComponentKind::Preprocessor, args.modules.as_deref())?;
+    let regularizers = panel(ComponentKind::Regularizer, args.modules.as_deref())?;
     let pair: Vec<Entrant> = all
         .iter()
         .filter(|e| e.name == "relu" || e.name == "gelu")
@@ -172,25 +174,45 @@ fn main() -> anyhow::Result<()> {
     );
     println!("|---|---:|---:|---:|---:|---:|");
     let mut gpu_runs_by_task: Runs = HashMap::new();
-    let workloads: [(&str, &Suite, &[Entrant]); 3] = [
+    let activation = ComponentKind::Activation;
+    let workloads: [(&str, ComponentKind, &Suite, &[Entrant]); 5] = [
         (
             "digits 64-128-128-10, ReLU and GELU",
+            activation,
             &filtered(&protocol, "digits"),
             &pair,
         ),
         (
             "mnist10k 784-256-256-10, ReLU and GELU",
+            activation,
             &filtered(&protocol, "mnist10k"),
             &pair,
         ),
-        ("quick suite, all 11 activation baselines", &quick, &all),
+        (
+            "quick suite, all 11 activation baselines",
+            activation,
+            &quick,
+            &all,
+        ),
+        (
+            "quick suite, all 6 preprocessor baselines",
+            ComponentKind::Preprocessor,
+            &quick,
+            &preprocessors,
+        ),
+        (
+            "quick suite, all 5 regularizer baselines (host calls every step)",
+            ComponentKind::Regularizer,
+            &quick,
+            &regularizers,
+        ),
     ];
     // A first GPU evaluation compiles (or reads) the kernels and warms the context.
-    time(workloads[0].1, 1, &pair, Some(&device))?;
-    for (label, suite, entrants) in workloads {
+    time(activation, workloads[0].2, 1, &pair, Some(&device))?;
+    for (label, kind, suite, entrants) in workloads {
         let best = |device: Option<&dyn BatchDevice>| -> anyhow::Result<(f64, Runs)> {
-            let a = time(suite, args.seeds, entrants, device)?;
-            let b = time(suite, args.seeds, entrants, device)?;
+            let a = time(kind, suite, args.seeds, entrants, device)?;
+            let b = time(kind, suite, args.seeds, entrants, device)?;
             Ok(if a.0 <= b.0 { a } else { b })
         };
         let (cpu_s, cpu_runs) = best(None)?;

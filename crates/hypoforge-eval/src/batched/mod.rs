@@ -519,40 +519,52 @@ fn regularize(
     grad: &mut [f32],
 ) {
     let per_lane = prepared.params_per_lane;
-    for (lane, ((((l, w), g), p), failure)) in batch
+    // Lanes in parallel: each regularizer is its own plugin instance, and every step waits here.
+    batch
         .lanes
-        .iter_mut()
-        .zip(weights.chunks_exact(per_lane))
-        .zip(grad.chunks_exact_mut(per_lane))
-        .zip(penalty.iter_mut())
-        .zip(failures.iter_mut())
-        .enumerate()
-    {
-        *p = 0.0;
-        g.fill(0.0);
-        let Some(reg) = l.regularizer.as_deref_mut() else {
-            continue;
-        };
-        if failure.is_some() || failed[lane] > 0 {
-            continue;
-        }
-        for layer in &prepared.layers {
-            let n = layer.fan_in * layer.fan_out;
-            let w = &w[layer.w..layer.w + n];
-            let result = reg
-                .penalty(w, layer.fan_out, layer.fan_in)
-                .and_then(|value| {
-                    reg.gradient(w, layer.fan_out, layer.fan_in, &mut g[layer.w..layer.w + n])
-                        .map(|()| value)
-                });
-            match result {
-                Ok(value) => *p += f64::from(value),
-                Err(e) => {
-                    *failure = Some(e);
-                    *p = 0.0;
-                    g.fill(0.0);
-                    break;
-                }
+        .par_iter_mut()
+        .zip(weights.par_chunks_exact(per_lane))
+        .zip(grad.par_chunks_exact_mut(per_lane))
+        .zip(penalty.par_iter_mut())
+        .zip(failures.par_iter_mut())
+        .zip(failed.par_iter())
+        .for_each(|(((((l, w), g), p), failure), &failed)| {
+            *p = 0.0;
+            g.fill(0.0);
+            if let Some(reg) = l.regularizer.as_deref_mut()
+                && failure.is_none()
+                && failed == 0
+            {
+                regularize_lane(reg, prepared, w, g, p, failure);
+            }
+        });
+}
+
+/// One lane's penalty and gradient, layer by layer as one-at-a-time training asks for them.
+fn regularize_lane(
+    reg: &mut (dyn Regularizer + Send),
+    prepared: &Prepared,
+    w: &[f32],
+    g: &mut [f32],
+    p: &mut f64,
+    failure: &mut Option<RunFailure>,
+) {
+    for layer in &prepared.layers {
+        let n = layer.fan_in * layer.fan_out;
+        let w = &w[layer.w..layer.w + n];
+        let result = reg
+            .penalty(w, layer.fan_out, layer.fan_in)
+            .and_then(|value| {
+                reg.gradient(w, layer.fan_out, layer.fan_in, &mut g[layer.w..layer.w + n])
+                    .map(|()| value)
+            });
+        match result {
+            Ok(value) => *p += f64::from(value),
+            Err(e) => {
+                *failure = Some(e);
+                *p = 0.0;
+                g.fill(0.0);
+                return;
             }
         }
     }
