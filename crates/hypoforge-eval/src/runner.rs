@@ -232,34 +232,45 @@ pub fn evaluate_cached(
         progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
         Some(outcome)
     };
-    // What the cache holds first; then the rest, on the device where one is given.
-    let mut outcomes: Vec<Option<RunOutcome>> = jobs
-        .par_iter()
-        .map(|&(t, e)| {
-            let (task, seed) = trials[t];
-            match cache.get(&entrants[e].hash, &suite.tasks[task], seed) {
-                Ok(Some(outcome)) => {
-                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
-                    Some(outcome)
-                }
-                Ok(None) => None,
-                Err(message) => {
-                    fail(message);
-                    None
-                }
+    // A run is looked up just before it would train, since a cache may stop the evaluation
+    // there (a wall-clock budget) rather than let it run on.
+    let lookup = |j: usize| -> Option<RunOutcome> {
+        if stopped.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (t, e) = jobs[j];
+        let (task, seed) = trials[t];
+        match cache.get(&entrants[e].hash, &suite.tasks[task], seed) {
+            Ok(Some(outcome)) => {
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
+                Some(outcome)
             }
-        })
-        .collect();
+            Ok(None) => None,
+            Err(message) => {
+                fail(message);
+                None
+            }
+        }
+    };
+    let mut outcomes: Vec<Option<RunOutcome>> = vec![None; jobs.len()];
     let mut notes = Vec::new();
     if let Some(device) = device {
         let mut tables = offload::Tables::default();
         for (task_index, task) in suite.tasks.iter().enumerate() {
+            let of_task: Vec<usize> = (0..jobs.len())
+                .filter(|&j| trials[jobs[j].0].0 == task_index)
+                .collect();
+            let cached: Vec<Option<RunOutcome>> = of_task.par_iter().map(|&j| lookup(j)).collect();
             if stopped.load(Ordering::Relaxed) {
                 break;
             }
-            let pending: Vec<usize> = (0..jobs.len())
-                .filter(|&j| outcomes[j].is_none() && trials[jobs[j].0].0 == task_index)
-                .collect();
+            let mut pending = Vec::new();
+            for (&j, outcome) in of_task.iter().zip(cached) {
+                match outcome {
+                    Some(outcome) => outcomes[j] = Some(outcome),
+                    None => pending.push(j),
+                }
+            }
             if pending.is_empty() {
                 continue;
             }
@@ -287,11 +298,18 @@ pub fn evaluate_cached(
             }
         }
     }
+    // The CPU path: every run still without an outcome (all of them, without a device).
     let trained: Vec<Option<RunOutcome>> = jobs
         .par_iter()
         .enumerate()
         .map(|(j, &(t, e))| {
-            if outcomes[j].is_some() || stopped.load(Ordering::Relaxed) {
+            if outcomes[j].is_some() {
+                return None;
+            }
+            if let Some(outcome) = lookup(j) {
+                return Some(outcome);
+            }
+            if stopped.load(Ordering::Relaxed) {
                 return None;
             }
             let (task, seed) = trials[t];
@@ -560,6 +578,65 @@ mod tests {
             run(&lonely, 1),
             Err(RunnerError::PanelTooSmall(_))
         ));
+    }
+
+    /// A cache whose lookups fail once a run has been stored, as a wall-clock budget does
+    /// once time has passed: an evaluation must stop there, not train what it looked up early.
+    #[derive(Default)]
+    struct RunningOut {
+        puts: AtomicUsize,
+    }
+    impl TrialCache for RunningOut {
+        fn get(&self, _: &str, _: &Task, _: u64) -> Result<Option<RunOutcome>, String> {
+            if self.puts.load(Ordering::SeqCst) > 0 {
+                return Err("out of time".into());
+            }
+            Ok(None)
+        }
+        fn put(&self, _: &str, _: &Task, _: u64, _: &RunOutcome) -> Result<(), String> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_cache_that_stops_the_evaluation_stops_the_training_too() {
+        let compiler = Compiler::new(None, Limits::default()).unwrap();
+        let entrants = activation_panel(&compiler);
+        let suite = small_suite();
+        let jobs = suite.tasks.len() * 2 * entrants.len();
+        let cpu = crate::batched::CpuDevice;
+        for device in [None, Some(&cpu as &dyn BatchDevice)] {
+            let plan = Plan {
+                kind: ComponentKind::Activation,
+                suite: &suite,
+                seeds: 2,
+                extra_datasets: &[],
+                limits: PluginLimits::default(),
+                trial_time_limit: None,
+                device,
+            };
+            let cache = RunningOut::default();
+            let result = evaluate_cached(
+                &plan,
+                &entrants,
+                Sandbox::shared().unwrap(),
+                &cache,
+                &|_, _| {},
+            );
+            assert!(matches!(result, Err(RunnerError::Cache(ref m)) if m == "out of time"));
+            let trained = cache.puts.load(Ordering::SeqCst);
+            // At most the runs already under way when the first finished: one per thread on
+            // the CPU path, the first task's batch on a device.
+            let bound = match device {
+                None => rayon::current_num_threads(),
+                Some(_) => jobs / suite.tasks.len(),
+            };
+            assert!(
+                trained >= 1 && trained <= bound,
+                "{trained} of {jobs} trained"
+            );
+        }
     }
 
     #[test]
