@@ -33,6 +33,8 @@ struct LaneState {
     scratch: Vec<Vec<f32>>,
     grads: Vec<f32>,
     adam: Option<AdamState>,
+    /// The last training step's loss, for the check in `update`.
+    step_loss: f64,
     totals: LaneTotals,
 }
 
@@ -206,7 +208,7 @@ impl Backend for CpuBackend {
             .ok_or("the backend was used before `prepare`")?;
         let last = p.layers.len() - 1;
         let outputs = p.outputs();
-        for (lane, s) in self.lanes.iter_mut().enumerate() {
+        for s in &mut self.lanes {
             let logits = &s.z[last][..rows * outputs];
             let grad = step.is_some().then_some(&mut s.dz[last][..rows * outputs]);
             let (loss, correct) = match p.objective {
@@ -216,13 +218,7 @@ impl Backend for CpuBackend {
                 Objective::Regression => (kernels::mean_squared_error(logits, &s.values, grad), 0),
             };
             match step {
-                Some(step) => {
-                    let loss = loss + self.penalty[lane];
-                    if !loss.is_finite() && s.totals.failed_step == 0 {
-                        s.totals.failed_step = step;
-                        s.totals.failed_loss = loss;
-                    }
-                }
+                Some(_) => s.step_loss = loss,
                 None => {
                     s.totals.valid_loss += loss * rows as f64;
                     s.totals.correct += correct as u64;
@@ -277,8 +273,9 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn weights(&mut self) -> Result<Vec<f32>, String> {
-        Ok(self.params.clone())
+    fn weights(&mut self, into: &mut [f32]) -> Result<(), String> {
+        into.copy_from_slice(&self.params);
+        Ok(())
     }
 
     fn failed_steps(&mut self) -> Result<Vec<u64>, String> {
@@ -298,6 +295,11 @@ impl Backend for CpuBackend {
             .ok_or("the backend was used before `prepare`")?;
         let per_lane = p.params_per_lane;
         for (lane, s) in self.lanes.iter_mut().enumerate() {
+            let loss = s.step_loss + self.penalty[lane];
+            if !loss.is_finite() && s.totals.failed_step == 0 {
+                s.totals.failed_step = step;
+                s.totals.failed_loss = loss;
+            }
             let params = &mut self.params[lane * per_lane..(lane + 1) * per_lane];
             if p.regularized {
                 // Weights only, as one-at-a-time training adds the penalty's gradient.

@@ -194,20 +194,21 @@ pub trait Backend {
     fn gather_valid(&mut self, start: usize, rows: usize) -> Result<(), String>;
     /// Layer `layer`'s output; for a hidden layer also its activation, and with `slopes` f′.
     fn forward(&mut self, layer: usize, rows: usize, slopes: bool) -> Result<(), String>;
-    /// With `Some(step)`: the training loss of that (1-based) step, its gradient with respect
-    /// to the outputs, and the finiteness check (penalty included). With `None`: the
-    /// validation loss and correct count of the rows just gathered, accumulated.
+    /// With `Some(step)`: the training loss of that (1-based) step, kept for
+    /// [`Backend::update`]'s check, and its gradient with respect to the outputs. With `None`:
+    /// the validation loss and correct count of the rows just gathered, accumulated.
     fn loss(&mut self, rows: usize, step: Option<u64>) -> Result<(), String>;
     /// Gradients of layer `layer`'s parameters, and of the layer below's pre-activation.
     fn backward(&mut self, layer: usize, rows: usize) -> Result<(), String>;
-    /// Every lane's current parameters, `lanes × params_per_lane`.
-    fn weights(&mut self) -> Result<Vec<f32>, String>;
+    /// Every lane's current parameters into `into` (`lanes × params_per_lane`).
+    fn weights(&mut self, into: &mut [f32]) -> Result<(), String>;
     /// Each lane's training failure step so far (0 for none).
     fn failed_steps(&mut self) -> Result<Vec<u64>, String>;
     /// This step's penalty per lane and its gradient (`lanes × params_per_lane`, zero on
     /// biases), added to the loss and to the parameters' gradient.
     fn set_regularization(&mut self, penalty: &[f64], grad: &[f32]) -> Result<(), String>;
-    /// One optimizer step (1-based `step`).
+    /// The finiteness check of step `step`'s loss plus its penalty (recording the first step
+    /// that fails), then one optimizer step.
     fn update(&mut self, step: u64) -> Result<(), String>;
     /// The per-lane totals after validation.
     fn finish(&mut self) -> Result<Vec<LaneTotals>, String>;
@@ -431,6 +432,15 @@ pub fn train_timed(
             0
         }
     ];
+    // A regularized batch's weights as the host last read them, and which lanes had failed by
+    // then: step k's regularizers run on the weights before update k, on the host, while the
+    // device computes that step's forward and backward passes.
+    let mut host_weights = if prepared.regularized {
+        prepared.params.clone()
+    } else {
+        Vec::new()
+    };
+    let mut failed = vec![0u64; lanes];
     for (step, &rows) in prepared.step_rows.iter().enumerate() {
         let step = step as u64 + 1;
         backend
@@ -439,13 +449,15 @@ pub fn train_timed(
         for l in 0..layers {
             backend.forward(l, rows, true).map_err(device_error)?;
         }
+        backend.loss(rows, Some(step)).map_err(device_error)?;
+        for l in (0..layers).rev() {
+            backend.backward(l, rows).map_err(device_error)?;
+        }
         if prepared.regularized {
-            let weights = backend.weights().map_err(device_error)?;
-            let failed = backend.failed_steps().map_err(device_error)?;
             regularize(
                 batch,
                 &prepared,
-                &weights,
+                &host_weights,
                 &failed,
                 &mut failures,
                 &mut penalty,
@@ -455,11 +467,11 @@ pub fn train_timed(
                 .set_regularization(&penalty, &reg_grad)
                 .map_err(device_error)?;
         }
-        backend.loss(rows, Some(step)).map_err(device_error)?;
-        for l in (0..layers).rev() {
-            backend.backward(l, rows).map_err(device_error)?;
-        }
         backend.update(step).map_err(device_error)?;
+        if prepared.regularized {
+            backend.weights(&mut host_weights).map_err(device_error)?;
+            failed = backend.failed_steps().map_err(device_error)?;
+        }
     }
     // A read waits for the queued steps, so the training time is the device's.
     backend.failed_steps().map_err(device_error)?;

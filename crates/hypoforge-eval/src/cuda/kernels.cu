@@ -235,13 +235,12 @@ extern "C" __global__ void bias_gradient(
 
 // The mean loss of the rows of every lane (one block per lane): softmax cross-entropy
 // (classes > 0) or the mean squared error (classes == 0), in double as on the CPU. In training
-// (step > 0) it writes the gradient with respect to the outputs and records the first step
-// whose loss plus the lane's penalty is not finite; in validation (step == 0) it accumulates
-// the summed loss and the correct count.
+// (step > 0) it writes the gradient with respect to the outputs and keeps the loss for
+// check_loss; in validation (step == 0) it accumulates the summed loss and the correct count.
 extern "C" __global__ void __launch_bounds__(LOSS_THREADS) loss(
     const float* z, const unsigned* labels, const float* values, float* dz,
-    int rows, int classes, int batch, u64 step, const double* penalty,
-    double* valid_loss, u64* correct, u64* failed_step, double* failed_loss) {
+    int rows, int classes, int batch, u64 step, double* step_loss,
+    double* valid_loss, u64* correct) {
     __shared__ double part[LOSS_THREADS];
     __shared__ unsigned hits[LOSS_THREADS];
     int lane = blockIdx.x;
@@ -287,14 +286,24 @@ extern "C" __global__ void __launch_bounds__(LOSS_THREADS) loss(
     if (threadIdx.x != 0) return;
     double mean = part[0] / rows;
     if (step > 0) {
-        double with_penalty = mean + penalty[lane];
-        if (!isfinite(with_penalty) && failed_step[lane] == 0) {
-            failed_step[lane] = step;
-            failed_loss[lane] = with_penalty;
-        }
+        step_loss[lane] = mean;
     } else {
         valid_loss[lane] += mean * rows;
         correct[lane] += hits[0];
+    }
+}
+
+// The first training step whose loss plus the lane's penalty is not finite, per lane. Its own
+// launch, after the penalty has arrived from the host.
+extern "C" __global__ void check_loss(
+    const double* step_loss, const double* penalty, u64* failed_step, double* failed_loss,
+    int lanes, u64 step) {
+    int lane = blockIdx.x * blockDim.x + threadIdx.x;
+    if (lane >= lanes) return;
+    double with_penalty = step_loss[lane] + penalty[lane];
+    if (!isfinite(with_penalty) && failed_step[lane] == 0) {
+        failed_step[lane] = step;
+        failed_loss[lane] = with_penalty;
     }
 }
 

@@ -21,7 +21,7 @@ use crate::model::{Objective, Optimizer};
 pub const KERNELS: &str = include_str!("kernels.cu");
 
 /// Entry points of [`KERNELS`].
-pub const ENTRY_POINTS: [&str; 8] = [
+pub const ENTRY_POINTS: [&str; 9] = [
     "gather_rows",
     "linear_forward",
     "weight_gradient",
@@ -30,6 +30,7 @@ pub const ENTRY_POINTS: [&str; 8] = [
     "loss",
     "adam",
     "sgd",
+    "check_loss",
 ];
 
 /// Why the GPU cannot be used.
@@ -311,6 +312,8 @@ struct State {
     v: CudaSlice<f32>,
     reg_grad: CudaSlice<f32>,
     penalty: CudaSlice<f64>,
+    /// Each lane's last training loss, checked with its penalty in `update`.
+    step_loss: CudaSlice<f64>,
     x: CudaSlice<f32>,
     labels: CudaSlice<u32>,
     values: CudaSlice<f32>,
@@ -366,6 +369,7 @@ const BIAS_GRAD: usize = 4;
 const LOSS: usize = 5;
 const ADAM: usize = 6;
 const SGD: usize = 7;
+const CHECK_LOSS: usize = 8;
 
 fn tiles(n: usize) -> u32 {
     n.div_ceil(64) as u32
@@ -494,6 +498,7 @@ impl Backend for CudaBackend<'_> {
             v: zeros(s, params_len)?,
             reg_grad: zeros(s, if p.regularized { params_len } else { 1 })?,
             penalty: zeros(s, p.lanes)?,
+            step_loss: zeros(s, p.lanes)?,
             x: zeros(s, batch_rows * p.inputs())?,
             labels: zeros(s, batch_rows)?,
             values: zeros(s, batch_rows)?,
@@ -588,11 +593,9 @@ impl Backend for CudaBackend<'_> {
             .arg(&classes)
             .arg(&batch)
             .arg(&step)
-            .arg(&st.penalty)
+            .arg(&mut st.step_loss)
             .arg(&mut st.valid_loss)
-            .arg(&mut st.correct)
-            .arg(&mut st.failed_step)
-            .arg(&mut st.failed_loss);
+            .arg(&mut st.correct);
         let cfg = LaunchConfig {
             grid_dim: (p.lanes as u32, 1, 1),
             block_dim: (128, 1, 1),
@@ -680,9 +683,9 @@ impl Backend for CudaBackend<'_> {
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(driver)
     }
 
-    fn weights(&mut self) -> Result<Vec<f32>, String> {
+    fn weights(&mut self, into: &mut [f32]) -> Result<(), String> {
         let st = self.state()?;
-        self.stream.clone_dtoh(&st.params).map_err(driver)
+        self.stream.memcpy_dtoh(&st.params, into).map_err(driver)
     }
 
     fn failed_steps(&mut self) -> Result<Vec<u64>, String> {
@@ -711,6 +714,25 @@ impl Backend for CudaBackend<'_> {
         let p = &st.p;
         let n = (p.lanes * p.params_per_lane) as i64;
         let has_reg = i32::from(p.regularized);
+        {
+            let lanes = as_i32(p.lanes)?;
+            let mut b = self
+                .stream
+                .launch_builder(&self.device.functions[CHECK_LOSS]);
+            b.arg(&st.step_loss)
+                .arg(&st.penalty)
+                .arg(&mut st.failed_step)
+                .arg(&mut st.failed_loss)
+                .arg(&lanes)
+                .arg(&step);
+            let cfg = LaunchConfig {
+                grid_dim: (p.lanes.div_ceil(128) as u32, 1, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: as in `gather`.
+            unsafe { b.launch(cfg) }.map_err(driver)?;
+        }
         let cfg = LaunchConfig {
             grid_dim: ((n as usize).div_ceil(256).clamp(1, 4096) as u32, 1, 1),
             block_dim: (256, 1, 1),
