@@ -283,7 +283,7 @@ pub(crate) fn run_task(
                 let activation = match activation {
                     Some(t) => {
                         LaneActivation::Table(*table_of_entrant.entry(e).or_insert_with(|| {
-                            batch.tables.push((*t).clone());
+                            batch.tables.push(t);
                             batch.tables.len() - 1
                         }))
                     }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -246,7 +247,7 @@ fn training_only(
     let mut tables = Vec::new();
     for e in pair {
         let mut act = PluginActivation(e.plugin.activation(sandbox, PluginLimits::default())?);
-        tables.push(ActivationTable::sample(&mut act)?);
+        tables.push(Arc::new(ActivationTable::sample(&mut act)?));
     }
     println!("\nThe training alone (data prepared and tables sampled beforehand), best of 3:\n");
     println!("| task | runs | lay-out ms | upload ms | training ms | validation ms | runs/s |");

@@ -4,7 +4,7 @@
 use crate::kernels::{self, AdamState, Operand};
 use crate::model::{Activation, NativeActivation, Objective, Optimizer};
 
-use super::table::{ActivationTable, FLAT_LEN, INTERVALS};
+use super::table::{FLAT_LEN, TableActivation};
 use super::{Backend, BatchDevice, LaneTotals, Prepared};
 
 /// The CPU as a [`BatchDevice`]: slow, exact, and what the other backends are held to.
@@ -43,23 +43,10 @@ struct LaneState {
 pub struct CpuBackend {
     p: Option<Prepared>,
     slots: Vec<super::Slot>,
-    tables: Vec<ActivationTable>,
     params: Vec<f32>,
     lanes: Vec<LaneState>,
     penalty: Vec<f64>,
     reg_grad: Vec<f32>,
-}
-
-fn unflatten(flat: &[f32]) -> ActivationTable {
-    let (intervals, knots) = flat.split_at(4 * INTERVALS);
-    let knots = &knots[..2 * (INTERVALS + 1)];
-    ActivationTable {
-        intervals: intervals
-            .chunks_exact(4)
-            .map(|c| [c[0], c[1], c[2], c[3]])
-            .collect(),
-        knots: knots.chunks_exact(2).map(|c| [c[0], c[1]]).collect(),
-    }
 }
 
 impl CpuBackend {
@@ -73,7 +60,6 @@ impl CpuBackend {
 impl Backend for CpuBackend {
     fn prepare(&mut self, p: &Prepared, slots: &[super::Slot]) -> Result<(), String> {
         self.slots = slots.to_vec();
-        self.tables = p.tables.chunks_exact(FLAT_LEN).map(unflatten).collect();
         self.params = p.params.clone();
         let per_layer = |f: &dyn Fn(&super::LayerLayout) -> usize| -> Vec<Vec<f32>> {
             p.layers.iter().map(|l| vec![0.0; p.batch * f(l)]).collect()
@@ -187,7 +173,10 @@ impl Backend for CpuBackend {
             if hidden {
                 let mut act: Box<dyn Activation + '_> = match p.table_of_lane[lane] {
                     t if t < 0 => Box::new(NativeActivation::Relu),
-                    t => Box::new(super::table::TableActivation(&self.tables[t as usize])),
+                    t => {
+                        let t = t as usize;
+                        Box::new(TableActivation(&p.tables[t * FLAT_LEN..(t + 1) * FLAT_LEN]))
+                    }
                 };
                 let out = &mut after[0][..n];
                 let result = if slopes {

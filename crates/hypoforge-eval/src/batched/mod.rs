@@ -18,6 +18,8 @@ pub mod table;
 
 pub use cpu::{CpuBackend, CpuDevice};
 
+use std::sync::Arc;
+
 use hypoforge_spec::ErrorClass;
 use rayon::prelude::*;
 
@@ -71,7 +73,8 @@ pub struct Batch<'a> {
     pub config: &'a TrainConfig,
     pub objective: Objective,
     pub slots: Vec<Slot>,
-    pub tables: Vec<ActivationTable>,
+    /// Shared with whatever else holds them (an evaluation builds each once).
+    pub tables: Vec<Arc<ActivationTable>>,
     pub lanes: Vec<Lane>,
 }
 
@@ -342,7 +345,7 @@ pub fn prepare(batch: &Batch<'_>) -> Result<Prepared, BatchError> {
         tables: batch
             .tables
             .iter()
-            .flat_map(ActivationTable::flat)
+            .flat_map(|t| t.flat().iter().copied())
             .collect(),
         table_of_lane: batch
             .lanes
@@ -720,7 +723,7 @@ mod tests {
             config: &cfg,
             objective,
             slots: slots.clone(),
-            tables: vec![table, relu_table],
+            tables: vec![Arc::new(table), Arc::new(relu_table)],
             lanes: vec![
                 lane(0, 8, LaneActivation::Table(0)),
                 lane(0, 8, LaneActivation::Table(1)),

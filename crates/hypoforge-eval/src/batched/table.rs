@@ -29,14 +29,10 @@ pub const TOLERANCE: f64 = 1e-4;
 /// Random inputs in the deviation check.
 const PROBES: usize = 1 << 16;
 
-/// A sampled activation: see the module documentation.
+/// A sampled activation, in the layout a device reads (see [`ActivationTable::flat`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActivationTable {
-    /// Per interval `[x_i, x_{i+1}]`: f just right of `x_i`, f just left of `x_{i+1}`, and f′ at
-    /// the same two points.
-    pub intervals: Vec<[f32; 4]>,
-    /// Per knot `x_i`: f and f′ there. `INTERVALS + 1` entries.
-    pub knots: Vec<[f32; 2]>,
+    flat: Vec<f32>,
 }
 
 fn knot(i: usize) -> f32 {
@@ -60,38 +56,20 @@ impl ActivationTable {
         let (kf, kd) = sample(act, &knots_x)?;
         let (rf, rd) = sample(act, &right_of)?;
         let (lf, ld) = sample(act, &left_of)?;
-        Ok(ActivationTable {
-            intervals: (0..INTERVALS)
-                .map(|i| [rf[i], lf[i], rd[i], ld[i]])
-                .collect(),
-            knots: kf.into_iter().zip(kd).map(|(f, d)| [f, d]).collect(),
-        })
+        let mut flat = Vec::with_capacity(FLAT_LEN);
+        for i in 0..INTERVALS {
+            flat.extend([rf[i], lf[i], rd[i], ld[i]]);
+        }
+        for (f, d) in kf.into_iter().zip(kd) {
+            flat.extend([f, d]);
+        }
+        flat.extend([0.0, 0.0]);
+        Ok(ActivationTable { flat })
     }
 
     /// f and f′ at `x`, exactly as the GPU kernel computes them.
     pub fn lookup(&self, x: f32) -> (f32, f32) {
-        if x.is_nan() {
-            return (x, x);
-        }
-        if x <= -HALF_RANGE || x >= HALF_RANGE {
-            let [f, d] = if x < 0.0 {
-                self.knots[0]
-            } else {
-                self.knots[INTERVALS]
-            };
-            let end = if x < 0.0 { -HALF_RANGE } else { HALF_RANGE };
-            return (f + d * (x - end), d);
-        }
-        let s = x * PER_UNIT;
-        let k = s.floor();
-        let t = s - k;
-        let i = (k as i32 + (INTERVALS / 2) as i32) as usize;
-        if t == 0.0 {
-            let [f, d] = self.knots[i];
-            return (f, d);
-        }
-        let [f0, f1, d0, d1] = self.intervals[i];
-        (f0 + t * (f1 - f0), d0 + t * (d1 - d0))
+        lookup(&self.flat, x)
     }
 
     /// The largest deviation of the table from `act` over a fixed set of random inputs, as
@@ -120,35 +98,61 @@ impl ActivationTable {
         Ok(worst)
     }
 
-    /// The intervals and knots as one flat buffer for a device: `4 · INTERVALS` interval
-    /// values, then `2 · (INTERVALS + 1)` knot values, then two zeros.
-    pub fn flat(&self) -> Vec<f32> {
-        let mut out = Vec::with_capacity(FLAT_LEN);
-        out.extend(self.intervals.iter().flatten());
-        out.extend(self.knots.iter().flatten());
-        out.extend([0.0, 0.0]);
-        out
+    /// The table as a device reads it: per interval `[x_i, x_{i+1}]` four values (f just right
+    /// of `x_i`, f just left of `x_{i+1}`, and f′ at the same two points), then per knot `x_i`
+    /// f and f′ there (`INTERVALS + 1` knots), then two zeros.
+    pub fn flat(&self) -> &[f32] {
+        &self.flat
     }
+}
+
+/// f and f′ at `x` from a table in its flat layout: the one interpolation the CPU reference and
+/// the GPU kernel both follow.
+pub fn lookup(flat: &[f32], x: f32) -> (f32, f32) {
+    let knot = |i: usize| (flat[4 * INTERVALS + 2 * i], flat[4 * INTERVALS + 2 * i + 1]);
+    if x.is_nan() {
+        return (x, x);
+    }
+    if x <= -HALF_RANGE || x >= HALF_RANGE {
+        let (f, d) = if x < 0.0 { knot(0) } else { knot(INTERVALS) };
+        let end = if x < 0.0 { -HALF_RANGE } else { HALF_RANGE };
+        return (f + d * (x - end), d);
+    }
+    let s = x * PER_UNIT;
+    let k = s.floor();
+    let t = s - k;
+    let i = (k as i32 + (INTERVALS / 2) as i32) as usize;
+    if t == 0.0 {
+        return knot(i);
+    }
+    let [f0, f1, d0, d1] = [
+        flat[4 * i],
+        flat[4 * i + 1],
+        flat[4 * i + 2],
+        flat[4 * i + 3],
+    ];
+    (f0 + t * (f1 - f0), d0 + t * (d1 - d0))
 }
 
 /// Length of [`ActivationTable::flat`]: a multiple of four, so that every table of a buffer of
 /// them starts 16-byte aligned and a kernel reads an interval in one load.
 pub const FLAT_LEN: usize = 4 * INTERVALS + 2 * (INTERVALS + 1) + 2;
 
-/// An activation that reads a table: the CPU reference of what a device computes.
+/// An activation that reads a table in its flat layout: the CPU reference of what a device
+/// computes.
 #[derive(Debug)]
-pub struct TableActivation<'a>(pub &'a ActivationTable);
+pub struct TableActivation<'a>(pub &'a [f32]);
 
 impl Activation for TableActivation<'_> {
     fn forward(&mut self, x: &[f32], y: &mut [f32]) -> Result<(), RunFailure> {
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = self.0.lookup(x).0;
+            *y = lookup(self.0, x).0;
         }
         Ok(())
     }
     fn derivative(&mut self, x: &[f32], dy: &mut [f32]) -> Result<(), RunFailure> {
         for (dy, &x) in dy.iter_mut().zip(x) {
-            *dy = self.0.lookup(x).1;
+            *dy = lookup(self.0, x).1;
         }
         Ok(())
     }
@@ -159,7 +163,7 @@ impl Activation for TableActivation<'_> {
         dy: &mut [f32],
     ) -> Result<(), RunFailure> {
         for ((y, dy), &x) in y.iter_mut().zip(dy.iter_mut()).zip(x) {
-            (*y, *dy) = self.0.lookup(x);
+            (*y, *dy) = lookup(self.0, x);
         }
         Ok(())
     }
