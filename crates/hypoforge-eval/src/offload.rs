@@ -13,13 +13,13 @@ use rayon::prelude::*;
 
 use crate::batched::table::{self, ActivationTable};
 use crate::batched::{self, Batch, BatchDevice, BatchError, Lane, LaneActivation, Slot};
-use crate::datasets::{Dataset, Target};
+use crate::datasets::Dataset;
 use crate::metrics::RunOutcome;
-use crate::model::{Objective, Regularizer, RunFailure};
+use crate::model::{Regularizer, RunFailure};
 use crate::prepare;
 use crate::runner::Entrant;
 use crate::tasks::Task;
-use crate::trial::{PluginActivation, PluginRegularizer, apply_preprocessor};
+use crate::trial::{PluginActivation, PluginRegularizer, apply_preprocessor, plugin_failure};
 
 /// At most this many lanes train in one batch.
 const MAX_LANES: usize = 512;
@@ -155,10 +155,7 @@ pub(crate) fn run_task(
     tables: &mut Tables,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Option<RunOutcome>>, BatchError> {
-    let objective = match &dataset.target {
-        Target::Classes { classes, .. } => Objective::Classification { classes: *classes },
-        Target::Regression { .. } => Objective::Regression,
-    };
+    let objective = prepare::objective(dataset);
     let mut outcomes: Vec<Option<RunOutcome>> = vec![None; jobs.len()];
     let mut seeds: Vec<u64> = jobs.iter().map(|j| j.1).collect();
     seeds.sort_unstable();
@@ -179,10 +176,6 @@ pub(crate) fn run_task(
     if kind == ComponentKind::Activation {
         tables.build(jobs, entrants, sandbox, limits, notes);
     }
-    let plugin_failure = |e: hypoforge_plugin::PluginError| RunFailure {
-        class: e.class(),
-        message: e.to_string(),
-    };
     let ready: Vec<Setup> = jobs
         .par_iter()
         .map(|&(e, seed)| {

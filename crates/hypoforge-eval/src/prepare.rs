@@ -6,7 +6,15 @@
 use hypoforge_spec::rng::Rng;
 
 use crate::datasets::{Dataset, Target};
-use crate::model::{Examples, Targets};
+use crate::model::{Examples, Objective, Targets};
+
+/// What a network trained on `dataset` predicts, and how it is scored.
+pub fn objective(dataset: &Dataset) -> Objective {
+    match &dataset.target {
+        Target::Classes { classes, .. } => Objective::Classification { classes: *classes },
+        Target::Regression { .. } => Objective::Regression,
+    }
+}
 
 /// Split `dataset` by a seeded shuffle: `validation_fraction` of the rows (at least one, and
 /// leaving at least one) for validation, the rest for training.

@@ -8,15 +8,21 @@ use hypoforge_plugin::{Plugin, PluginLimits};
 use hypoforge_sandbox::{Sandbox, SandboxError};
 use hypoforge_spec::{ComponentKind, ErrorClass};
 
-use crate::datasets::{Dataset, Target};
+use crate::datasets::Dataset;
 use crate::metrics::RunOutcome;
-use crate::model::{
-    self, Activation, Examples, NativeActivation, Objective, Regularizer, RunFailure,
-};
+use crate::model::{self, Activation, Examples, NativeActivation, Regularizer, RunFailure};
 use crate::prepare;
 use crate::tasks::Task;
 
 fn sandbox_failure(e: SandboxError) -> RunFailure {
+    RunFailure {
+        class: e.class(),
+        message: e.to_string(),
+    }
+}
+
+/// A plugin that could not be instantiated for a trial, as the trial's failure.
+pub(crate) fn plugin_failure(e: hypoforge_plugin::PluginError) -> RunFailure {
     RunFailure {
         class: e.class(),
         message: e.to_string(),
@@ -147,14 +153,7 @@ fn try_trial(
     sandbox: &Sandbox,
     limits: PluginLimits,
 ) -> Result<model::TrainResult, RunFailure> {
-    let plugin_error = |e: hypoforge_plugin::PluginError| RunFailure {
-        class: e.class(),
-        message: e.to_string(),
-    };
-    let objective = match &dataset.target {
-        Target::Classes { classes, .. } => Objective::Classification { classes: *classes },
-        Target::Regression { .. } => Objective::Regression,
-    };
+    let objective = prepare::objective(dataset);
     let (mut train, mut valid) = prepare::split(dataset, task.validation_fraction, seed);
     let mut relu = NativeActivation::Relu;
     match component.meta().kind {
@@ -163,14 +162,14 @@ fn try_trial(
             let mut act = PluginActivation(
                 component
                     .activation(sandbox, limits)
-                    .map_err(plugin_error)?,
+                    .map_err(plugin_failure)?,
             );
             model::train(&task.train, objective, &train, &valid, seed, &mut act, None)
         }
         ComponentKind::Preprocessor => {
             let mut pre = component
                 .preprocessor(sandbox, limits)
-                .map_err(plugin_error)?;
+                .map_err(plugin_failure)?;
             apply_preprocessor(&mut pre, &mut train, &mut valid)?;
             model::train(
                 &task.train,
@@ -187,7 +186,7 @@ fn try_trial(
             let mut reg = PluginRegularizer(
                 component
                     .regularizer(sandbox, limits)
-                    .map_err(plugin_error)?,
+                    .map_err(plugin_failure)?,
             );
             model::train(
                 &task.train,

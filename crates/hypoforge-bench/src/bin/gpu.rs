@@ -15,8 +15,6 @@ use anyhow::{Context, bail};
 use hypoforge_eval::batched::table::ActivationTable;
 use hypoforge_eval::batched::{self, Batch, BatchDevice, Lane, LaneActivation, Slot, Timings};
 use hypoforge_eval::cuda::CudaDevice;
-use hypoforge_eval::datasets::Target;
-use hypoforge_eval::model::Objective;
 use hypoforge_eval::prepare;
 use hypoforge_eval::runner::{self, Entrant, Plan};
 use hypoforge_eval::tasks::{self, Suite};
@@ -255,10 +253,7 @@ fn training_only(
     let mut rates = HashMap::new();
     for task in &protocol.tasks {
         let data = task.dataset(&[])?;
-        let objective = match &data.target {
-            Target::Classes { classes, .. } => Objective::Classification { classes: *classes },
-            Target::Regression { .. } => Objective::Regression,
-        };
+        let objective = prepare::objective(&data);
         let slots: Vec<Slot> = (0..seeds)
             .map(|seed| {
                 let (mut train, mut valid) = prepare::split(&data, task.validation_fraction, seed);

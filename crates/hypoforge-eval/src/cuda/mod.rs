@@ -371,6 +371,15 @@ const ADAM: usize = 6;
 const SGD: usize = 7;
 const CHECK_LOSS: usize = 8;
 
+/// `blocks` of `threads` threads, no dynamic shared memory.
+fn grid(blocks: (u32, u32, u32), threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: blocks,
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 fn tiles(n: usize) -> u32 {
     n.div_ceil(64) as u32
 }
@@ -438,11 +447,7 @@ impl CudaBackend<'_> {
             .arg(&batch)
             .arg(&has_labels)
             .arg(&has_values);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, p.lanes as u32, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((blocks, p.lanes as u32, 1), 256);
         // SAFETY: the arguments match the kernel's parameters in order and type, and every
         // index the kernel forms is inside the buffers `prepare` sized from the same shapes.
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(driver)
@@ -560,11 +565,7 @@ impl Backend for CudaBackend<'_> {
             .arg(&mode)
             .arg(&st.table_of_lane)
             .arg(&st.tables);
-        let cfg = LaunchConfig {
-            grid_dim: (tiles(l.fan_out), tiles(rows), p.lanes as u32),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((tiles(l.fan_out), tiles(rows), p.lanes as u32), 256);
         // SAFETY: as in `gather`; z and a alias one buffer, and the kernel writes only one of
         // them for a given mode.
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(driver)
@@ -596,11 +597,7 @@ impl Backend for CudaBackend<'_> {
             .arg(&mut st.step_loss)
             .arg(&mut st.valid_loss)
             .arg(&mut st.correct);
-        let cfg = LaunchConfig {
-            grid_dim: (p.lanes as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((p.lanes as u32, 1, 1), 128);
         // SAFETY: as in `gather`.
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(driver)
     }
@@ -630,11 +627,7 @@ impl Backend for CudaBackend<'_> {
                 .arg(&out_width)
                 .arg(&in_width)
                 .arg(&batch);
-            let cfg = LaunchConfig {
-                grid_dim: (tiles(l.fan_in), tiles(l.fan_out), lanes),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg = grid((tiles(l.fan_in), tiles(l.fan_out), lanes), 256);
             // SAFETY: as in `gather`.
             unsafe { b.launch(cfg) }.map_err(driver)?;
         }
@@ -649,11 +642,7 @@ impl Backend for CudaBackend<'_> {
                 .arg(&rows_i)
                 .arg(&out_width)
                 .arg(&batch);
-            let cfg = LaunchConfig {
-                grid_dim: (l.fan_out.div_ceil(128) as u32, lanes, 1),
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg = grid((l.fan_out.div_ceil(128) as u32, lanes, 1), 128);
             // SAFETY: as in `gather`.
             unsafe { b.launch(cfg) }.map_err(driver)?;
         }
@@ -674,11 +663,7 @@ impl Backend for CudaBackend<'_> {
             .arg(&out_width)
             .arg(&in_width)
             .arg(&batch);
-        let cfg = LaunchConfig {
-            grid_dim: (tiles(l.fan_in), tiles(rows), lanes),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid((tiles(l.fan_in), tiles(rows), lanes), 256);
         // SAFETY: as in `gather`.
         unsafe { b.launch(cfg) }.map(|_| ()).map_err(driver)
     }
@@ -725,19 +710,14 @@ impl Backend for CudaBackend<'_> {
                 .arg(&mut st.failed_loss)
                 .arg(&lanes)
                 .arg(&step);
-            let cfg = LaunchConfig {
-                grid_dim: (p.lanes.div_ceil(128) as u32, 1, 1),
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg = grid((p.lanes.div_ceil(128) as u32, 1, 1), 128);
             // SAFETY: as in `gather`.
             unsafe { b.launch(cfg) }.map_err(driver)?;
         }
-        let cfg = LaunchConfig {
-            grid_dim: ((n as usize).div_ceil(256).clamp(1, 4096) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = grid(
+            ((n as usize).div_ceil(256).clamp(1, 4096) as u32, 1, 1),
+            256,
+        );
         match p.optimizer {
             Optimizer::Adam(c) => {
                 // The step's constants as kernels::adam_step computes them, in f32 on the host.
