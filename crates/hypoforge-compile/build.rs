@@ -120,8 +120,11 @@ fn main() {
             )
         })
         .collect();
+    let sdk_digest = source_digest(&sdk);
     let code = format!(
-        "/// `rustc -vV` of the toolchain the guest libraries were built with.\n\
+        "/// SHA-256 of the guest SDK's manifest and sources, which decide every plugin's math.\n\
+         pub const SDK_SOURCE_DIGEST: &str = {sdk_digest:?};\n\
+         /// `rustc -vV` of the toolchain the guest libraries were built with.\n\
          pub(crate) const BUILD_RUSTC_VERSION: &str = {version:?};\n\
          /// The sysroot of that toolchain.\n\
          pub(crate) const BUILD_SYSROOT: &str = {sysroot:?};\n\
@@ -129,6 +132,37 @@ fn main() {
          pub(crate) static GUEST_LIBS: &[(&str, &[u8])] = &[\n{libs}];\n"
     );
     std::fs::write(out_dir.join("guest_libs.rs"), code).expect("cannot write guest_libs.rs");
+}
+
+/// Hashes `Cargo.toml` and every file under `src/` of `crate_dir`, by relative path in sorted
+/// order, so the digest is the same on every machine that has the same sources.
+fn source_digest(crate_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a readable directory entry").path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = vec![crate_dir.join("Cargo.toml")];
+    walk(&crate_dir.join("src"), &mut files);
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        let relative = file.strip_prefix(crate_dir).expect("under the crate");
+        let bytes =
+            std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        hasher.update(relative.to_string_lossy().replace('\\', "/").as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    hex::encode(hasher.finalize())
 }
 
 fn capture(cmd: &mut Command) -> String {

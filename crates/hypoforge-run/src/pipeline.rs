@@ -730,12 +730,15 @@ struct StoreCache<'a> {
     on_gpu: bool,
 }
 
-/// The training protocol and the build that decide every trial's numbers, in words.
+/// The training protocol and the build that decide every trial's numbers, in words. The SDK's
+/// sources are named by digest: a change to its math (say, a faster `erf`) changes what every
+/// plugin computes, so trials from before must not be mixed with trials after.
 pub fn protocol_id() -> String {
     format!(
-        "{TRIAL_PROTOCOL}, hypoforge {}, ABI {}",
+        "{TRIAL_PROTOCOL}, hypoforge {}, ABI {}, SDK {}",
         env!("CARGO_PKG_VERSION"),
-        hypoforge_spec::abi::ABI_VERSION
+        hypoforge_spec::abi::ABI_VERSION,
+        &hypoforge_compile::SDK_SOURCE_DIGEST[..12]
     )
 }
 
@@ -927,4 +930,16 @@ fn full_evaluation(
     let json = serde_json::to_string(&tau).map_err(json_error)?;
     ctx.store.put_result(ctx.run, &key_tau(kind), &json)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_names_the_sdk_sources_that_built_every_plugin() {
+        let sdk = hypoforge_compile::SDK_SOURCE_DIGEST;
+        assert_eq!(sdk.len(), 64, "a SHA-256 in hex: {sdk}");
+        assert!(protocol_id().ends_with(&format!("SDK {}", &sdk[..12])));
+    }
 }

@@ -421,10 +421,8 @@ impl Real for Dual {
     }
     #[inline(always)]
     fn erf(self) -> Self {
-        self.chain(
-            elementary::erf(self.v),
-            TWO_OVER_SQRT_PI * elementary::exp(-self.v * self.v),
-        )
+        let (value, gaussian) = elementary::erf_and_gaussian(self.v);
+        self.chain(value, TWO_OVER_SQRT_PI * gaussian)
     }
     #[inline(always)]
     fn abs(self) -> Self {
