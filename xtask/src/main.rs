@@ -1,6 +1,7 @@
 //! Project automation, kept thin: each task builds and runs the real programs.
 //!
 //! - `cargo xtask evaluate`: the main job (release build, then a `hypoforge run` with its report)
+//! - `cargo xtask reward`: the reward model's analyses on the whole corpus (RESULTS.md)
 //! - `cargo xtask bench [--save]`: benchmarks; `--save` rewrites BENCHMARKS.md
 //! - `cargo xtask bench gpu [--seeds N]`: the GPU comparison, on a machine with one
 //! - `cargo xtask ci`: what CI runs: formatting, clippy, the whole test suite
@@ -18,6 +19,7 @@ fn main() -> anyhow::Result<()> {
         .to_path_buf();
     match args.first().map(String::as_str) {
         Some("evaluate") => evaluate(&root, &args[1..]),
+        Some("reward") => reward(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         Some("ci") => ci(&root),
         _ => {
@@ -25,6 +27,7 @@ fn main() -> anyhow::Result<()> {
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  evaluate        build the release CLI; run examples/run.toml and write its report\n  \
+                 reward          evaluate the whole corpus (examples/reward.toml); the reward model's analyses\n  \
                  bench [--save]  run the benchmarks (--save: write BENCHMARKS.md)\n  \
                  bench gpu       the GPU against the CPU path and PyTorch (needs a GPU)\n  \
                  ci              format check, clippy (-D warnings) and the full test suite"
@@ -61,18 +64,75 @@ fn release_binary(root: &Path, package: &str, bin: &str) -> anyhow::Result<PathB
 /// export and HTML report under `target/evaluate/`. The store persists there, so a second
 /// invocation trains nothing it already trained.
 fn evaluate(root: &Path, extra: &[String]) -> anyhow::Result<()> {
-    let hypoforge = release_binary(root, "hypoforge-cli", "hypoforge")?;
     let out = root.join("target/evaluate");
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (hypoforge, store, id, export) = run_and_export(root, "examples/run.toml", &out, extra)?;
+    let report = out.join("report");
+    run(Command::new(&hypoforge).args([
+        "report",
+        &id,
+        "--store",
+        &store,
+        "-o",
+        report.to_str().context("a UTF-8 path")?,
+    ]))?;
+    println!(
+        "\nresults: {} and {}",
+        export.display(),
+        report.join("index.html").display()
+    );
+    Ok(())
+}
+
+/// The reward model's analyses (RESULTS.md): `examples/reward.toml` evaluates the whole shipped
+/// corpus one pass, then `hypoforge reward efficiency` and `reward train` on its export, under
+/// `target/reward/`.
+fn reward(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    let out = root.join("target/reward");
+    let (hypoforge, _, _, export) = run_and_export(root, "examples/reward.toml", &out, extra)?;
+    let export = export.to_str().context("a UTF-8 path")?;
+    let analysis = out.join("analysis");
+    run(Command::new(&hypoforge).args([
+        "reward",
+        "efficiency",
+        export,
+        "--out",
+        analysis.to_str().context("a UTF-8 path")?,
+    ]))?;
+    let model = out.join("reward-model.json");
+    run(Command::new(&hypoforge).args([
+        "reward",
+        "train",
+        export,
+        "-o",
+        model.to_str().context("a UTF-8 path")?,
+    ]))?;
+    println!(
+        "\nresults: {} (figures beside it) and {}",
+        analysis.join("summary.md").display(),
+        model.display()
+    );
+    Ok(())
+}
+
+/// Build the release CLI, run `config` into the store in `out` and export the run: returns the
+/// CLI, the store, the run's id and the export's path.
+fn run_and_export(
+    root: &Path,
+    config: &str,
+    out: &Path,
+    extra: &[String],
+) -> anyhow::Result<(PathBuf, String, String, PathBuf)> {
+    let hypoforge = release_binary(root, "hypoforge-cli", "hypoforge")?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let store = out.join("hypoforge.db");
-    let store = store.to_str().context("a UTF-8 path")?;
+    let store = store.to_str().context("a UTF-8 path")?.to_owned();
     run(Command::new(&hypoforge)
         .current_dir(root)
-        .args(["run", "--config", "examples/run.toml", "--store", store])
+        .args(["run", "--config", config, "--store", &store])
         .args(extra))?;
     // The run just made is the store's last.
     let status = Command::new(&hypoforge)
-        .args(["status", "--json", "--store", store])
+        .args(["status", "--json", "--store", &store])
         .output()
         .context("cannot run hypoforge status")?;
     let status = String::from_utf8_lossy(&status.stdout);
@@ -83,30 +143,16 @@ fn evaluate(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         .filter(|id| !id.is_empty())
         .context("hypoforge status listed no run")?
         .to_owned();
-    let report = out.join("report");
     let export = out.join(format!("run-{id}.json"));
     run(Command::new(&hypoforge).args([
         "export",
         &id,
         "--store",
-        store,
+        &store,
         "-o",
         export.to_str().context("a UTF-8 path")?,
     ]))?;
-    run(Command::new(&hypoforge).args([
-        "report",
-        &id,
-        "--store",
-        store,
-        "-o",
-        report.to_str().context("a UTF-8 path")?,
-    ]))?;
-    println!(
-        "\nresults: {} and {}",
-        export.display(),
-        report.join("index.html").display()
-    );
-    Ok(())
+    Ok((hypoforge, store, id, export))
 }
 
 /// BENCHMARKS.md keeps everything from this line on when `bench --save` rewrites the rest.

@@ -8,6 +8,7 @@ mod bundle;
 mod evaluate;
 mod generate;
 mod inputs;
+mod reward;
 mod run;
 mod validate;
 
@@ -46,6 +47,12 @@ enum Command {
         command: bundle::BundleCommand,
     },
     Keygen(bundle::KeygenArgs),
+    Rank(reward::RankArgs),
+    /// The reward model: train it on evaluated hypotheses, and measure how well it orders them.
+    Reward {
+        #[command(subcommand)]
+        command: reward::RewardCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +68,8 @@ fn main() -> ExitCode {
         Command::Report(args) => run::report(args),
         Command::Bundle { command } => bundle::run(command),
         Command::Keygen(args) => bundle::keygen(args),
+        Command::Rank(args) => reward::rank(args),
+        Command::Reward { command } => reward::run(command),
     };
     match result {
         Ok(code) => code,

@@ -1604,3 +1604,150 @@ fn files_pack_unsigned_and_a_signature_can_be_required() {
     );
     assert!(!other.exists());
 }
+
+// ---- hypoforge reward train / efficiency and hypoforge rank ----
+
+/// A real run of fourteen replayed activations on the quick suite (one seed), exported, is
+/// what the reward commands learn from; then ranking, the analyses and the errors a user meets.
+#[test]
+fn the_reward_model_trains_on_a_run_export_ranks_and_analyses() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let cache = dir.path().join("cache");
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        "seed = 0\nkinds = [\"activation\"]\nrounds = 1\nper_round = 14\nsuite = \"quick\"\n\
+         seeds = 1\n[full]\ntop_k = 0\n",
+    )
+    .expect("write the config");
+    let store = dir.path().join("store.db");
+    let out = start_run(&config, &store, &cache, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let export = dir.path().join("run.json");
+    std::fs::write(&export, export_of(&store, &cache)).expect("write the export");
+    let export = export.to_str().expect("UTF-8");
+
+    let model = dir.path().join("model.json");
+    let model_path = model.to_str().expect("UTF-8");
+    let out = hypoforge(&["reward", "train", export, "-o", model_path], &cache);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("| activation |"), "{}", stdout(&out));
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).expect("the model is written"))
+            .expect("the model is JSON");
+    assert_eq!(saved["models"][0]["kind"], "activation");
+    assert!(saved["models"][0]["trained_on"].as_u64().expect("a count") >= 10);
+
+    // A copy of GELU under another name is ranked, and flagged as a rediscovery of GELU.
+    let copy = dir.path().join("my_gate.rs");
+    std::fs::write(
+        &copy,
+        "use hypoforge_sdk::prelude::*;\n\
+         fn gate<R: Real>(z: R) -> R { let p = normal_cdf(z); z * p }\n\
+         activation!(name = \"my_gate\", f = gate);\n",
+    )
+    .expect("write the copy");
+    let relu = plugins().join("activation/relu.rs");
+    let out = hypoforge(
+        &[
+            "rank",
+            "--model",
+            model_path,
+            "--json",
+            copy.to_str().expect("UTF-8"),
+            relu.to_str().expect("UTF-8"),
+        ],
+        &cache,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ranked: Value = serde_json::from_str(&stdout(&out)).expect("rank --json is JSON");
+    let ranked = ranked.as_array().expect("an array");
+    assert_eq!(ranked.len(), 2);
+    assert!(ranked[0]["predicted_b_wr"].as_f64() >= ranked[1]["predicted_b_wr"].as_f64());
+    let gate = ranked
+        .iter()
+        .find(|r| r["name"] == "my_gate")
+        .expect("ranked");
+    assert_eq!(gate["nearest"], "gelu");
+    assert_eq!(gate["rediscovery"], true);
+    assert_eq!(gate["n_score"], 0.0);
+    let relu_row = ranked.iter().find(|r| r["name"] == "relu").expect("ranked");
+    assert_eq!(relu_row["nearest"], "relu");
+    let table = hypoforge(
+        &["rank", "--model", model_path, copy.to_str().expect("UTF-8")],
+        &cache,
+    );
+    assert!(
+        stdout(&table).contains("≈ gelu (rediscovery)"),
+        "{}",
+        stdout(&table)
+    );
+
+    let analysis = dir.path().join("analysis");
+    let out = hypoforge(
+        &[
+            "reward",
+            "efficiency",
+            export,
+            "--out",
+            analysis.to_str().expect("UTF-8"),
+            "--resamples",
+            "50",
+        ],
+        &cache,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let summary = std::fs::read_to_string(analysis.join("summary.md")).expect("a summary");
+    assert!(summary.contains("in-source (nested 5-fold)"), "{summary}");
+    let page = std::fs::read_to_string(analysis.join("index.html")).expect("a page");
+    assert!(
+        page.contains("<td>in-source (nested 5-fold)</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<img src=\"efficiency-activation.svg\""),
+        "{page}"
+    );
+    assert!(page.contains("Content-Security-Policy"), "{page}");
+    let document: Value = serde_json::from_str(
+        &std::fs::read_to_string(analysis.join("analysis.json")).expect("the analysis"),
+    )
+    .expect("JSON");
+    let auc = document["kinds"][0]["in_source"]["model"]["auc"]
+        .as_f64()
+        .expect("an AUC");
+    assert!((0.0..=1.0).contains(&auc));
+    for figure in [
+        "win-rates-activation",
+        "efficiency-activation",
+        "top-activations",
+        "similarity-activations",
+    ] {
+        for ext in ["svg", "png"] {
+            let path = analysis.join(format!("{figure}.{ext}"));
+            assert!(path.exists(), "{} is missing", path.display());
+        }
+    }
+
+    // What a user gets wrong: a model where a run export belongs, and the other way round.
+    let out = hypoforge(
+        &["rank", "--model", export, relu.to_str().expect("UTF-8")],
+        &cache,
+    );
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("not a reward model file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hypoforge(
+        &["reward", "train", model_path, "-o", "unused.json"],
+        &cache,
+    );
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("is not a run export"),
+        "{}",
+        stderr(&out)
+    );
+}

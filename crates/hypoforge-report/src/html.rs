@@ -10,7 +10,7 @@ pub(crate) const STYLESHEET: &str = include_str!("style.css");
 const CSP: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:";
 
 /// Makes any string safe both as element text and inside a double- or single-quoted attribute.
-pub(crate) fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 8);
     for c in s.chars() {
         match c {

@@ -13,6 +13,9 @@ mod html;
 mod pages;
 mod plot;
 
+/// HTML escaping for text and quoted attributes, for other pages of hypoforge's output.
+pub use html::escape;
+
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

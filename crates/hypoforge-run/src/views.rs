@@ -94,6 +94,7 @@ pub fn export(store: &Store, run: i64) -> Result<serde_json::Value, RunError> {
             "ordinal": e.ordinal,
             "hash": e.hash,
             "name": h.as_ref().map(|h| h.name.clone()),
+            "source": h.as_ref().map(|h| h.source.clone()),
             "verdict": e.verdict,
             "detail": e.detail,
             "provenance": h.and_then(|h| serde_json::from_str::<serde_json::Value>(&h.provenance).ok()),
