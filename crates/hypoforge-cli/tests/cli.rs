@@ -1751,3 +1751,118 @@ fn the_reward_model_trains_on_a_run_export_ranks_and_analyses() {
         stderr(&out)
     );
 }
+
+/// One replayed corpus line.
+fn corpus_line(kind: &str, name: &str, source: &str) -> String {
+    serde_json::json!({
+        "kind": kind, "generator": "test", "strategy": "iep", "name": name, "source": source,
+    })
+    .to_string()
+}
+
+/// A run checks every kind's behaviour on the reward crate's probes: a regularizer that computes
+/// what L2 does is a duplicate though its source differs, and an activation within a hair of
+/// GELU is kept but flagged as a rediscovery, in the log, the export and the report.
+#[test]
+fn a_run_finds_behavioural_duplicates_of_every_kind_and_flags_rediscoveries() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let cache = dir.path().join("cache");
+    let near_gelu = "use hypoforge_sdk::prelude::*;\n\
+        fn near_gelu<R: Real>(x: R) -> R { x * normal_cdf(x) * 1.001 }\n\
+        activation!(name = \"near_gelu\", f = near_gelu);\n";
+    let wavy = "use hypoforge_sdk::prelude::*;\n\
+        fn wavy<R: Real>(x: R) -> R { x + sin(x) * 0.5 }\n\
+        activation!(name = \"wavy\", f = wavy);\n";
+    let l2_again = "use hypoforge_sdk::prelude::*;\n\
+        const STRENGTH: f64 = 0.0001;\n\
+        fn p(weights: Matrix<'_>) -> f32 {\n\
+            let total: f64 = weights.data().iter().map(|&x| f64::from(x) * f64::from(x)).sum();\n\
+            (STRENGTH * total) as f32\n\
+        }\n\
+        fn g(weights: Matrix<'_>, grad: &mut [f32]) {\n\
+            for (slot, &x) in grad.iter_mut().zip(weights.data()) { *slot = (2.0 * STRENGTH * f64::from(x)) as f32; }\n\
+        }\n\
+        regularizer!(name = \"l2_again\", penalty = p, gradient = g);\n";
+    let cubic = "use hypoforge_sdk::prelude::*;\n\
+        fn p(w: Matrix<'_>) -> f32 { (1e-4 * w.data().iter().map(|&x| { let a = f64::from(x).abs(); a * a * a }).sum::<f64>()) as f32 }\n\
+        fn g(w: Matrix<'_>, out: &mut [f32]) {\n\
+            for (o, &x) in out.iter_mut().zip(w.data()) { let x = f64::from(x); *o = (3e-4 * x * x.abs()) as f32; }\n\
+        }\n\
+        regularizer!(name = \"cubic\", penalty = p, gradient = g);\n";
+    let corpus = dir.path().join("corpus.jsonl");
+    std::fs::write(
+        &corpus,
+        [
+            corpus_line("activation", "near_gelu", near_gelu),
+            corpus_line("activation", "wavy", wavy),
+            corpus_line("regularizer", "l2_again", l2_again),
+            corpus_line("regularizer", "cubic", cubic),
+        ]
+        .join("\n"),
+    )
+    .expect("write the corpus");
+    let suite = dir.path().join("tiny.toml");
+    std::fs::write(&suite, TINY_SUITE).expect("write the suite");
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "kinds = [\"activation\", \"regularizer\"]\nrounds = 1\nper_round = 2\nsuite = {:?}\n\
+             seeds = 1\n[generator]\nsource = \"replay:{}\"\nstrategies = [\"iep\"]\n[full]\ntop_k = 0\n",
+            suite.to_str().expect("UTF-8"),
+            corpus.to_str().expect("UTF-8")
+        ),
+    )
+    .expect("write the config");
+    let store = dir.path().join("store.db");
+    let out = start_run(&config, &store, &cache, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(log.contains("near_gelu ≈ gelu"), "{log}");
+
+    let export: Value = serde_json::from_str(&export_of(&store, &cache)).expect("JSON");
+    let hypothesis = |name: &str| -> Value {
+        export["hypotheses"]
+            .as_array()
+            .expect("hypotheses")
+            .iter()
+            .find(|h| h["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is in the export"))
+            .clone()
+    };
+    let copy = hypothesis("l2_again");
+    assert_eq!(copy["verdict"], "duplicate", "{copy}");
+    assert!(
+        copy["detail"]
+            .as_str()
+            .expect("a detail")
+            .contains("computes what l2 does on every probe"),
+        "{copy}"
+    );
+    let cubic = hypothesis("cubic");
+    assert_eq!(cubic["verdict"], "valid", "{cubic}");
+    assert_eq!(cubic["novelty"]["rediscovery"], false, "{cubic}");
+    let near = hypothesis("near_gelu");
+    assert_eq!(near["verdict"], "valid", "{near}");
+    assert_eq!(near["novelty"]["nearest"], "gelu", "{near}");
+    assert_eq!(near["novelty"]["rediscovery"], true, "{near}");
+    let wavy = hypothesis("wavy");
+    assert_eq!(wavy["novelty"]["rediscovery"], false, "{wavy}");
+
+    let report = dir.path().join("report");
+    let out = run_command(
+        &["report", "1", "-o", report.to_str().expect("UTF-8")],
+        &store,
+        &cache,
+    )
+    .output()
+    .expect("runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let hash = near["hash"].as_str().expect("a hash");
+    let page = std::fs::read_to_string(report.join("h").join(format!("{}.html", &hash[..16])))
+        .expect("near_gelu's page");
+    assert!(
+        page.contains("nearest known component gelu: a rediscovery"),
+        "{page}"
+    );
+}

@@ -110,6 +110,9 @@ pub struct HypothesisPage {
     pub verdict: String,
     /// The compiler's or validator's message, kept verbatim (multi-line).
     pub error: Option<String>,
+    /// How far its behaviour is from the nearest known component, in words (N-score, nearest,
+    /// and whether that makes it a rediscovery).
+    pub novelty: Option<String>,
     pub checks: Vec<CheckRow>,
     pub shape: Option<Shape>,
     pub per_task: Vec<TaskRow>,

@@ -313,6 +313,9 @@ pub(crate) fn hypothesis_page(data: &ReportData, h: &HypothesisPage) -> String {
         escape(&h.hash),
         escape(&h.verdict)
     );
+    if let Some(novelty) = &h.novelty {
+        let _ = write!(out, "<dt>Novelty</dt><dd>{}</dd>", escape(novelty));
+    }
     let ranks = placements(data, h);
     if !ranks.is_empty() {
         let _ = write!(out, "<dt>Rank</dt><dd>{}</dd>", ranks.join(", "));
@@ -429,6 +432,7 @@ mod tests {
             source: String::new(),
             provenance: vec![],
             verdict: "valid".to_owned(),
+            novelty: None,
             error: None,
             checks: vec![],
             shape: None,

@@ -21,6 +21,7 @@ use hypoforge_generate::{
     LlmGenerator, ReplayGenerator, Strategy, Verdict,
 };
 use hypoforge_plugin::{Plugin, PluginLimits};
+use hypoforge_reward::features::Behaviour;
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::{CheckRecord, ComponentKind};
 use hypoforge_store::{Entry, HypothesisRecord, RunState, Store, TrialKey, TrialRecord};
@@ -100,6 +101,14 @@ pub(crate) fn key_checks(hash: &str) -> String {
 }
 pub(crate) fn key_shape(hash: &str) -> String {
     format!("shape/{hash}")
+}
+/// The digest of a hypothesis's behaviour on the reward crate's probes (every kind).
+pub(crate) fn key_behaviour(hash: &str) -> String {
+    format!("behaviour/{hash}")
+}
+/// A hypothesis's N-score against the panel and the library of published components.
+pub(crate) fn key_novelty(hash: &str) -> String {
+    format!("novelty/{hash}")
 }
 pub(crate) fn key_one_pass(kind: ComponentKind) -> String {
     format!("one_pass/{kind}")
@@ -238,6 +247,8 @@ pub(crate) struct Checked {
     plugin: Option<Plugin>,
     checks: Vec<CheckRecord>,
     shape: Option<Shape>,
+    /// What it does on the reward crate's fixed probes (valid plugins only).
+    behaviour: Option<Behaviour>,
 }
 
 /// Compile, validate and fingerprint `source` as a `kind`, once per process: the repair loop,
@@ -271,6 +282,9 @@ fn check(ctx: &Context<'_>, kind: ComponentKind, source: &str) -> Checked {
         (ComponentKind::Activation, Some(plugin)) => activation_shape(ctx, plugin),
         _ => None,
     };
+    let behaviour = plugin
+        .as_ref()
+        .and_then(|p| Behaviour::probe(ctx.sandbox, p, ctx.limits()).ok());
     let checked = Checked {
         hash: checked.hash,
         verdict,
@@ -278,6 +292,7 @@ fn check(ctx: &Context<'_>, kind: ComponentKind, source: &str) -> Checked {
         plugin,
         checks: checked.checks,
         shape,
+        behaviour,
     };
     ctx.checked
         .lock()
@@ -306,6 +321,61 @@ fn fingerprint(shape: &Shape) -> Vec<u32> {
         .chain(&shape.df)
         .map(|v| v.to_bits())
         .collect()
+}
+
+/// The SHA-256 of a behaviour's bits: two hypotheses with the same digest compute the same on
+/// every probe. (Preprocessor outputs are too large to keep whole for every hypothesis.)
+fn behaviour_digest(behaviour: &Behaviour) -> String {
+    let mut hasher = Sha256::new();
+    let mut add = |values: &[f32]| {
+        hasher.update((values.len() as u64).to_le_bytes());
+        for v in values {
+            hasher.update(v.to_bits().to_le_bytes());
+        }
+    };
+    match behaviour {
+        Behaviour::Activation { f, df } => {
+            add(f);
+            add(df);
+        }
+        Behaviour::Preprocessor { width, output } => {
+            add(&[*width as f32]);
+            add(output);
+        }
+        Behaviour::Regularizer {
+            penalties,
+            gradients,
+        } => {
+            add(penalties);
+            for g in gradients {
+                add(g);
+            }
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The known components of `kind` that novelty is measured against: the panel and the reward
+/// crate's library of published components (compiled and checked like any hypothesis).
+fn known_components(
+    ctx: &Context<'_>,
+    kind: ComponentKind,
+    panel: &[Entrant],
+) -> Vec<(String, Behaviour)> {
+    let mut known: Vec<(String, Behaviour)> = panel
+        .iter()
+        .filter_map(|e| {
+            Behaviour::probe(ctx.sandbox, &e.plugin, ctx.limits())
+                .ok()
+                .map(|b| (e.name.clone(), b))
+        })
+        .collect();
+    for (name, source) in hypoforge_reward::novelty::library(kind) {
+        if let Some(b) = check(ctx, kind, source).behaviour {
+            known.push((name.to_owned(), b));
+        }
+    }
+    known
 }
 
 /// The generators of a run and what the run has produced so far.
@@ -530,12 +600,21 @@ fn generate_round(
         .map(|e| (e.hash.clone(), e.name.clone()))
         .collect();
     let mut by_behaviour: HashMap<Vec<u32>, String> = HashMap::new();
+    // Activations are compared by their plotted shape (as stores before the reward crate were);
+    // other kinds by the digest of their behaviour on the reward crate's probes.
+    let mut by_digest: HashMap<String, String> = HashMap::new();
+    let known = known_components(ctx, kind, panel);
     for e in panel {
         if let Some(shape) = (kind == ComponentKind::Activation)
             .then(|| activation_shape(ctx, &e.plugin))
             .flatten()
         {
             by_behaviour.insert(fingerprint(&shape), e.name.clone());
+        }
+    }
+    if kind != ComponentKind::Activation {
+        for (name, behaviour) in known.iter().take(panel.len()) {
+            by_digest.insert(behaviour_digest(behaviour), name.clone());
         }
     }
     for e in &entries {
@@ -550,7 +629,15 @@ fn generate_round(
             && let Ok(Some(json)) = ctx.store.result(ctx.run, &key_shape(&e.hash))
             && let Ok(shape) = serde_json::from_str::<Shape>(&json)
         {
-            by_behaviour.entry(fingerprint(&shape)).or_insert(name);
+            by_behaviour
+                .entry(fingerprint(&shape))
+                .or_insert(name.clone());
+        }
+        if e.verdict == "valid"
+            && kind != ComponentKind::Activation
+            && let Ok(Some(digest)) = ctx.store.result(ctx.run, &key_behaviour(&e.hash))
+        {
+            by_digest.entry(digest).or_insert(name);
         }
     }
 
@@ -608,10 +695,36 @@ fn generate_round(
                     "duplicate",
                     format!("computes what {original} does, bit for bit"),
                 )
+            } else if let Some(original) = checked
+                .behaviour
+                .as_ref()
+                .filter(|_| kind != ComponentKind::Activation)
+                .and_then(|b| by_digest.get(&behaviour_digest(b)))
+            {
+                (
+                    "duplicate",
+                    format!("computes what {original} does on every probe, bit for bit"),
+                )
             } else {
                 (checked.verdict, checked.detail.clone())
             };
             store_extras(ctx, &checked)?;
+            if verdict == "valid"
+                && let Some(novelty) = checked
+                    .behaviour
+                    .as_ref()
+                    .and_then(|b| hypoforge_reward::novelty::novelty(b, &known))
+            {
+                if novelty.rediscovery {
+                    ctx.observer.note(&format!(
+                        "{name} ≈ {} (N-score {:.3}): a rediscovery",
+                        novelty.nearest, novelty.n_score
+                    ));
+                }
+                let json = serde_json::to_string(&novelty).map_err(json_error)?;
+                ctx.store
+                    .put_result(ctx.run, &key_novelty(&checked.hash), &json)?;
+            }
             let record = HypothesisRecord {
                 hash: checked.hash.clone(),
                 kind: kind.to_string(),
@@ -633,7 +746,13 @@ fn generate_round(
             if verdict == "valid"
                 && let Some(shape) = &checked.shape
             {
-                by_behaviour.insert(fingerprint(shape), name);
+                by_behaviour.insert(fingerprint(shape), name.clone());
+            }
+            if verdict == "valid"
+                && kind != ComponentKind::Activation
+                && let Some(b) = &checked.behaviour
+            {
+                by_digest.insert(behaviour_digest(b), name);
             }
             ctx.observer.advance(u64::from(ordinal + 1));
         }
@@ -670,6 +789,13 @@ fn store_extras(ctx: &Context<'_>, checked: &Checked) -> Result<(), RunError> {
         let json = serde_json::to_string(shape).map_err(json_error)?;
         ctx.store
             .put_result(ctx.run, &key_shape(&checked.hash), &json)?;
+    }
+    if let Some(behaviour) = &checked.behaviour {
+        ctx.store.put_result(
+            ctx.run,
+            &key_behaviour(&checked.hash),
+            &behaviour_digest(behaviour),
+        )?;
     }
     Ok(())
 }

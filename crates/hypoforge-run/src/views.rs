@@ -2,6 +2,7 @@
 
 use hypoforge_eval::runner::Evaluation;
 use hypoforge_report as report;
+use hypoforge_reward::novelty::Novelty;
 use hypoforge_spec::{CheckRecord, ComponentKind};
 use hypoforge_store::{RunState, Store};
 use serde::Serialize;
@@ -10,8 +11,8 @@ use serde_json::json;
 use crate::RunError;
 use crate::config::RunConfig;
 use crate::pipeline::{
-    Provenance, Shape, TauRecord, best_candidates, key_checks, key_full, key_one_pass, key_shape,
-    key_tau,
+    Provenance, Shape, TauRecord, best_candidates, key_checks, key_full, key_novelty, key_one_pass,
+    key_shape, key_tau,
 };
 
 /// One run, in a line of `hypoforge status`.
@@ -95,6 +96,7 @@ pub fn export(store: &Store, run: i64) -> Result<serde_json::Value, RunError> {
             "hash": e.hash,
             "name": h.as_ref().map(|h| h.name.clone()),
             "source": h.as_ref().map(|h| h.source.clone()),
+            "novelty": novelty(store, run, &e.hash)?,
             "verdict": e.verdict,
             "detail": e.detail,
             "provenance": h.and_then(|h| serde_json::from_str::<serde_json::Value>(&h.provenance).ok()),
@@ -210,6 +212,24 @@ fn board(e: &Evaluation) -> report::Leaderboard {
     }
 }
 
+/// A hypothesis's stored novelty (none for baselines and hypotheses from before it was kept).
+fn novelty(store: &Store, run: i64, hash: &str) -> Result<Option<Novelty>, RunError> {
+    Ok(store
+        .result(run, &key_novelty(hash))?
+        .and_then(|json| serde_json::from_str(&json).ok()))
+}
+
+fn novelty_text(store: &Store, run: i64, hash: &str) -> Result<Option<String>, RunError> {
+    Ok(novelty(store, run, hash)?.map(|n| {
+        format!(
+            "N-score {:.3} (0 is a copy), nearest known component {}{}",
+            n.n_score,
+            n.nearest,
+            if n.rediscovery { ": a rediscovery" } else { "" }
+        )
+    }))
+}
+
 fn verdict_text(verdict: &str, detail: &str) -> String {
     match verdict {
         "valid" => "valid".into(),
@@ -307,6 +327,7 @@ fn page(
         provenance,
         verdict: entry.map_or("valid".into(), |e| verdict_text(&e.verdict, &e.detail)),
         error: None,
+        novelty: novelty_text(store, run, &r.hash)?,
         checks,
         shape,
         per_task: r
@@ -347,6 +368,7 @@ fn entry_page(
             .unwrap_or_default(),
         verdict: verdict_text(&e.verdict, &e.detail),
         error: (rejected && !e.detail.is_empty()).then(|| e.detail.clone()),
+        novelty: novelty_text(store, run, &e.hash)?,
         checks,
         shape,
         per_task: Vec::new(),
