@@ -37,7 +37,8 @@ pub struct OutputArgs {
 /// best a full evaluation.
 ///
 /// Per round and kind: generate → compile → validate → drop duplicates (same source, or the
-/// same f and f′ bit for bit) → one-pass evaluation against the baseline panel. At the end, each
+/// same behaviour bit for bit) and note rediscoveries of known components → with a reward model,
+/// keep the best predicted share → one-pass evaluation against the baseline panel. At the end, each
 /// kind's top candidates train longer, on more seeds and on tasks the one-pass stage never saw,
 /// and the report gives the rank correlation (Kendall τ) between the two stages.
 ///
@@ -65,7 +66,10 @@ pub struct OutputArgs {
     epochs = 3\n  \
     seeds = 3\n  \
     [budget]                      # all optional\n  \
-    # max_hypotheses, max_llm_requests, max_llm_tokens, max_wall_seconds\n\n\
+    # max_hypotheses, max_llm_requests, max_llm_tokens, max_wall_seconds\n  \
+    [reward]                      # optional: evaluate what a reward model ranks best\n  \
+    model = \"reward.json\"        # from `hypoforge reward train`; kept in the store\n  \
+    evaluate_share = 0.5          # of each round's valid hypotheses, the best predicted share\n\n\
     Examples:\n  \
     hypoforge run --config run.toml\n  \
     hypoforge status\n  \

@@ -1729,6 +1729,72 @@ fn the_reward_model_trains_on_a_run_export_ranks_and_analyses() {
         }
     }
 
+    // A run with the model evaluates only the best predicted half of each round.
+    let ranked_config = dir.path().join("ranked.toml");
+    std::fs::write(
+        &ranked_config,
+        format!(
+            "seed = 5\nkinds = [\"activation\"]\nrounds = 1\nper_round = 6\nsuite = \"quick\"\n\
+             seeds = 1\n[full]\ntop_k = 0\n[reward]\nmodel = {model_path:?}\nevaluate_share = 0.5\n"
+        ),
+    )
+    .expect("write the config");
+    let ranked_store = dir.path().join("ranked.db");
+    let out = start_run(&ranked_config, &ranked_store, &cache, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(log.contains("the reward model picks 3 of 6"), "{log}");
+    let ranked: Value = serde_json::from_str(&export_of(&ranked_store, &cache)).expect("JSON");
+    let valid: Vec<&Value> = ranked["hypotheses"]
+        .as_array()
+        .expect("hypotheses")
+        .iter()
+        .filter(|h| h["verdict"] == "valid")
+        .collect();
+    assert_eq!(valid.len(), 6, "{ranked}");
+    let predicted = |h: &Value| {
+        h["reward"]["predicted_b_wr"]
+            .as_f64()
+            .expect("a prediction")
+    };
+    let (picked, left): (Vec<&Value>, Vec<&Value>) =
+        valid.iter().partition(|h| h["reward"]["evaluated"] == true);
+    assert_eq!((picked.len(), left.len()), (3, 3));
+    let lowest_picked = picked
+        .iter()
+        .map(|h| predicted(h))
+        .fold(f64::INFINITY, f64::min);
+    assert!(left.iter().all(|h| predicted(h) <= lowest_picked));
+    let board: Vec<&str> = ranked["kinds"]["activation"]["one_pass"]["results"]
+        .as_array()
+        .expect("a leaderboard")
+        .iter()
+        .filter(|r| r["baseline"] == false)
+        .map(|r| r["hash"].as_str().expect("a hash"))
+        .collect();
+    let mut expected: Vec<&str> = picked
+        .iter()
+        .map(|h| h["hash"].as_str().expect("a hash"))
+        .collect();
+    let mut board_sorted = board.clone();
+    board_sorted.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(
+        board_sorted, expected,
+        "only the picked hypotheses are evaluated"
+    );
+    let missing = dir.path().join("missing.toml");
+    std::fs::write(&missing, "[reward]\nmodel = \"/nonexistent/reward.json\"\n").expect("write");
+    let never = dir.path().join("never.db");
+    let out = start_run(&missing, &never, &cache, &[]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("reward.model: cannot read"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!never.exists(), "a bad model file leaves no store");
+
     // What a user gets wrong: a model where a run export belongs, and the other way round.
     let out = hypoforge(
         &["rank", "--model", export, relu.to_str().expect("UTF-8")],

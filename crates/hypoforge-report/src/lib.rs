@@ -113,6 +113,8 @@ pub struct HypothesisPage {
     /// How far its behaviour is from the nearest known component, in words (N-score, nearest,
     /// and whether that makes it a rediscovery).
     pub novelty: Option<String>,
+    /// What the run's reward model predicted, and whether that got it evaluated.
+    pub prediction: Option<String>,
     pub checks: Vec<CheckRow>,
     pub shape: Option<Shape>,
     pub per_task: Vec<TaskRow>,

@@ -316,6 +316,9 @@ pub(crate) fn hypothesis_page(data: &ReportData, h: &HypothesisPage) -> String {
     if let Some(novelty) = &h.novelty {
         let _ = write!(out, "<dt>Novelty</dt><dd>{}</dd>", escape(novelty));
     }
+    if let Some(prediction) = &h.prediction {
+        let _ = write!(out, "<dt>Reward model</dt><dd>{}</dd>", escape(prediction));
+    }
     let ranks = placements(data, h);
     if !ranks.is_empty() {
         let _ = write!(out, "<dt>Rank</dt><dd>{}</dd>", ranks.join(", "));
@@ -433,6 +436,7 @@ mod tests {
             provenance: vec![],
             verdict: "valid".to_owned(),
             novelty: None,
+            prediction: None,
             error: None,
             checks: vec![],
             shape: None,

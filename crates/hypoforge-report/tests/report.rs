@@ -62,6 +62,7 @@ fn tanh_shape() -> Shape {
 fn hypothesis(name: &str, kind: &str, baseline: bool, verdict: &str) -> HypothesisPage {
     HypothesisPage {
         novelty: (!baseline).then(|| "N-score 0.012, nearest gelu: a rediscovery <of>".to_owned()),
+        prediction: None,
         hash: hash_of(name),
         kind: kind.to_owned(),
         name: name.to_owned(),

@@ -28,6 +28,7 @@ pub struct RunConfig {
     pub generator: GeneratorConfig,
     pub full: FullConfig,
     pub budget: BudgetConfig,
+    pub reward: RewardConfig,
 }
 
 impl Default for RunConfig {
@@ -48,6 +49,7 @@ impl Default for RunConfig {
             generator: GeneratorConfig::default(),
             full: FullConfig::default(),
             budget: BudgetConfig::default(),
+            reward: RewardConfig::default(),
         }
     }
 }
@@ -102,6 +104,27 @@ impl Default for FullConfig {
             suite: "holdout".into(),
             epochs: 3,
             seeds: 3,
+        }
+    }
+}
+
+/// Spend the one-pass evaluation on the hypotheses a reward model predicts to do best.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardConfig {
+    /// A `hypoforge reward train` file. Its contents are kept in the store when the run starts,
+    /// so a resume does not need it. None: every valid hypothesis is evaluated.
+    pub model: Option<String>,
+    /// Of each round's valid new hypotheses of a kind, the share with the highest predicted
+    /// B-WR that is evaluated (rounded up); the rest are kept, with their prediction, unevaluated.
+    pub evaluate_share: f64,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        RewardConfig {
+            model: None,
+            evaluate_share: 0.5,
         }
     }
 }
@@ -179,6 +202,9 @@ impl RunConfig {
         {
             return invalid("budget.max_wall_seconds", "must be a positive number");
         }
+        if !(self.reward.evaluate_share > 0.0 && self.reward.evaluate_share <= 1.0) {
+            return invalid("reward.evaluate_share", "must be in (0, 1]");
+        }
         if let Err(message) = self.device.parse::<hypoforge_eval::device::DeviceChoice>() {
             return invalid("device", &message);
         }
@@ -229,6 +255,9 @@ max_hypotheses = 10
 max_llm_requests = 20
 max_llm_tokens = 30000
 max_wall_seconds = 60
+[reward]
+model = "reward.json"
+evaluate_share = 0.25
 "#;
         let c = RunConfig::parse(text, "run.toml").expect("succeeds");
         assert_eq!(c.seed, 7);
@@ -236,6 +265,8 @@ max_wall_seconds = 60
         assert_eq!(c.full.top_k, 2);
         assert_eq!(c.budget.max_llm_tokens, Some(30000));
         assert_eq!(c.device, "auto");
+        assert_eq!(c.reward.model.as_deref(), Some("reward.json"));
+        assert_eq!(c.reward.evaluate_share, 0.25);
     }
 
     #[test]
@@ -264,6 +295,8 @@ max_wall_seconds = 60
             ("[generator]\nsource = \"openai:\"", "generator.source"),
             ("[budget]\nmax_wall_seconds = -1", "budget.max_wall_seconds"),
             ("device = \"gpu\"", "device"),
+            ("[reward]\nevaluate_share = 0", "reward.evaluate_share"),
+            ("[reward]\nevaluate_share = 1.5", "reward.evaluate_share"),
         ] {
             let err = RunConfig::parse(text, "run.toml")
                 .expect_err("fails")

@@ -115,7 +115,23 @@ pub fn preflight(config: &RunConfig) -> Result<(), RunError> {
     if device_choice(config)? == DeviceChoice::Cuda {
         device::open(DeviceChoice::Cuda).map_err(no_gpu)?;
     }
+    reward_model_text(config)?;
     Ok(())
+}
+
+/// The text of `reward.model`, checked to be a model file hypoforge can use.
+fn reward_model_text(config: &RunConfig) -> Result<Option<String>, RunError> {
+    let Some(path) = &config.reward.model else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        RunError::Config(format!(
+            "reward.model: cannot read {path}: {e}; train one with `hypoforge reward train`"
+        ))
+    })?;
+    hypoforge_reward::model::Models::from_json(&text)
+        .map_err(|e| RunError::Config(format!("reward.model: {path}: {e}")))?;
+    Ok(Some(text))
 }
 
 fn no_gpu(e: device::DeviceError) -> RunError {
@@ -139,7 +155,14 @@ pub fn start(tools: Tools<'_>, config_text: &str, origin: &str) -> Result<(i64, 
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    let model = reward_model_text(&config)?;
     let run = tools.store.create_run(config_text, created)?;
+    if let Some(model) = model {
+        // Kept with the run, so that a resume ranks with the very model the run started with.
+        tools
+            .store
+            .put_result(run, pipeline::KEY_REWARD_MODEL, &model)?;
+    }
     let finish = drive(tools, run, config)?;
     Ok((run, finish))
 }

@@ -21,7 +21,8 @@ use hypoforge_generate::{
     LlmGenerator, ReplayGenerator, Strategy, Verdict,
 };
 use hypoforge_plugin::{Plugin, PluginLimits};
-use hypoforge_reward::features::Behaviour;
+use hypoforge_reward::features::{Behaviour, Features};
+use hypoforge_reward::model::Models;
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::{CheckRecord, ComponentKind};
 use hypoforge_store::{Entry, HypothesisRecord, RunState, Store, TrialKey, TrialRecord};
@@ -109,6 +110,23 @@ pub(crate) fn key_behaviour(hash: &str) -> String {
 /// A hypothesis's N-score against the panel and the library of published components.
 pub(crate) fn key_novelty(hash: &str) -> String {
     format!("novelty/{hash}")
+}
+/// The reward model's prediction for a hypothesis, and whether it made the round's cut.
+pub(crate) fn key_reward(hash: &str) -> String {
+    format!("reward/{hash}")
+}
+/// The reward model file the run started with (`reward.model`), verbatim.
+pub(crate) const KEY_REWARD_MODEL: &str = "reward_model";
+
+/// What the reward model said of a hypothesis in its round.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RewardRecord {
+    pub predicted_b_wr: f64,
+    pub p_bsota: f64,
+    /// 1 for the highest prediction of its kind and round.
+    pub rank: usize,
+    pub of: usize,
+    pub evaluated: bool,
 }
 pub(crate) fn key_one_pass(kind: ComponentKind) -> String {
     format!("one_pass/{kind}")
@@ -973,6 +991,7 @@ fn evaluate_round(
     if fresh.is_empty() {
         return Ok(());
     }
+    let fresh = reward_cut(ctx, kind, round, fresh)?;
     let mut entrants = panel.to_vec();
     entrants.extend(fresh);
     let label = format!("{kind}s, round {}: one-pass evaluation", round + 1);
@@ -989,6 +1008,76 @@ fn evaluate_round(
     Ok(())
 }
 
+/// With `reward.model`, the round's candidates ordered by predicted B-WR, cut to the best
+/// `reward.evaluate_share`; every prediction is stored. Without one, `fresh` unchanged.
+fn reward_cut(
+    ctx: &Context<'_>,
+    kind: ComponentKind,
+    round: u32,
+    fresh: Vec<Entrant>,
+) -> Result<Vec<Entrant>, RunError> {
+    let Some(text) = ctx.store.result(ctx.run, KEY_REWARD_MODEL)? else {
+        return Ok(fresh);
+    };
+    let models = Models::from_json(&text)
+        .map_err(|e| RunError::Config(format!("the run's reward model: {e}")))?;
+    let Some(model) = models.for_kind(kind) else {
+        ctx.observer.note(&format!(
+            "{kind}s, round {}: the reward model has no {kind} part; every hypothesis is evaluated",
+            round + 1
+        ));
+        return Ok(fresh);
+    };
+    let mut scored = Vec::with_capacity(fresh.len());
+    for entrant in fresh {
+        let record = ctx.store.hypothesis(&entrant.hash)?.ok_or_else(|| {
+            RunError::Internal(format!("the store lost hypothesis {}", entrant.hash))
+        })?;
+        let behaviour = check(ctx, kind, &record.source).behaviour.ok_or_else(|| {
+            RunError::Internal(format!("{}'s behaviour cannot be measured", entrant.name))
+        })?;
+        let prediction = model
+            .predict(&Features::new(&record.source, &behaviour))
+            .map_err(|e| RunError::Config(format!("the run's reward model: {e}")))?;
+        scored.push((prediction, entrant));
+    }
+    scored.sort_by(|(a, x), (b, y)| b.b_wr.total_cmp(&a.b_wr).then(x.hash.cmp(&y.hash)));
+    let of = scored.len();
+    let keep = ((ctx.config.reward.evaluate_share * of as f64).ceil() as usize).clamp(1, of);
+    let mut kept = Vec::with_capacity(keep);
+    for (i, (prediction, entrant)) in scored.into_iter().enumerate() {
+        let record = RewardRecord {
+            predicted_b_wr: prediction.b_wr,
+            p_bsota: prediction.p_bsota,
+            rank: i + 1,
+            of,
+            evaluated: i < keep,
+        };
+        let json = serde_json::to_string(&record).map_err(json_error)?;
+        ctx.store
+            .put_result(ctx.run, &key_reward(&entrant.hash), &json)?;
+        if record.evaluated {
+            kept.push(entrant);
+        }
+    }
+    ctx.observer.note(&format!(
+        "{kind}s, round {}: the reward model picks {keep} of {of} valid hypotheses to evaluate",
+        round + 1
+    ));
+    Ok(kept)
+}
+
+/// A hypothesis's stored [`RewardRecord`], if the run has a reward model and ranked it.
+pub(crate) fn reward_record(
+    store: &Store,
+    run: i64,
+    hash: &str,
+) -> Result<Option<RewardRecord>, RunError> {
+    Ok(store
+        .result(run, &key_reward(hash))?
+        .and_then(|json| serde_json::from_str(&json).ok()))
+}
+
 fn one_pass_leaderboard(
     ctx: &Context<'_>,
     suite: &Suite,
@@ -996,7 +1085,18 @@ fn one_pass_leaderboard(
     kind: ComponentKind,
 ) -> Result<Evaluation, Stopping> {
     let mut entrants = panel.to_vec();
-    entrants.extend(candidates(ctx, kind, None, panel)?);
+    // Those the reward model left out of their round stay out of the leaderboard.
+    let skipped = |hash: &str| {
+        reward_record(ctx.store, ctx.run, hash)
+            .ok()
+            .flatten()
+            .is_some_and(|r| !r.evaluated)
+    };
+    entrants.extend(
+        candidates(ctx, kind, None, panel)?
+            .into_iter()
+            .filter(|e| !skipped(&e.hash)),
+    );
     let label = format!("{kind}s: one-pass leaderboard");
     let evaluation = evaluate(ctx, &label, suite, ctx.config.seeds, kind, &entrants)?;
     let json = serde_json::to_string(&evaluation).map_err(json_error)?;

@@ -12,7 +12,7 @@ use crate::RunError;
 use crate::config::RunConfig;
 use crate::pipeline::{
     Provenance, Shape, TauRecord, best_candidates, key_checks, key_full, key_novelty, key_one_pass,
-    key_shape, key_tau,
+    key_shape, key_tau, reward_record,
 };
 
 /// One run, in a line of `hypoforge status`.
@@ -97,6 +97,7 @@ pub fn export(store: &Store, run: i64) -> Result<serde_json::Value, RunError> {
             "name": h.as_ref().map(|h| h.name.clone()),
             "source": h.as_ref().map(|h| h.source.clone()),
             "novelty": novelty(store, run, &e.hash)?,
+            "reward": reward_record(store, run, &e.hash)?,
             "verdict": e.verdict,
             "detail": e.detail,
             "provenance": h.and_then(|h| serde_json::from_str::<serde_json::Value>(&h.provenance).ok()),
@@ -230,6 +231,23 @@ fn novelty_text(store: &Store, run: i64, hash: &str) -> Result<Option<String>, R
     }))
 }
 
+fn prediction_text(store: &Store, run: i64, hash: &str) -> Result<Option<String>, RunError> {
+    Ok(reward_record(store, run, hash)?.map(|r| {
+        format!(
+            "predicted B-WR {:.3}, P(BSOTA-WR above threshold) {:.2}: {} of {} in its round, {}",
+            r.predicted_b_wr,
+            r.p_bsota,
+            r.rank,
+            r.of,
+            if r.evaluated {
+                "evaluated"
+            } else {
+                "not evaluated (below the round's cut)"
+            }
+        )
+    }))
+}
+
 fn verdict_text(verdict: &str, detail: &str) -> String {
     match verdict {
         "valid" => "valid".into(),
@@ -328,6 +346,7 @@ fn page(
         verdict: entry.map_or("valid".into(), |e| verdict_text(&e.verdict, &e.detail)),
         error: None,
         novelty: novelty_text(store, run, &r.hash)?,
+        prediction: prediction_text(store, run, &r.hash)?,
         checks,
         shape,
         per_task: r
@@ -369,6 +388,7 @@ fn entry_page(
         verdict: verdict_text(&e.verdict, &e.detail),
         error: (rejected && !e.detail.is_empty()).then(|| e.detail.clone()),
         novelty: novelty_text(store, run, &e.hash)?,
+        prediction: prediction_text(store, run, &e.hash)?,
         checks,
         shape,
         per_task: Vec::new(),
