@@ -1028,23 +1028,27 @@ fn reward_cut(
         ));
         return Ok(fresh);
     };
+    // A hypothesis whose behaviour the probes cannot measure is evaluated: the model cannot
+    // judge it, and leaving it out would be a verdict without evidence.
     let mut scored = Vec::with_capacity(fresh.len());
+    let mut kept = Vec::new();
     for entrant in fresh {
         let record = ctx.store.hypothesis(&entrant.hash)?.ok_or_else(|| {
             RunError::Internal(format!("the store lost hypothesis {}", entrant.hash))
         })?;
-        let behaviour = check(ctx, kind, &record.source).behaviour.ok_or_else(|| {
-            RunError::Internal(format!("{}'s behaviour cannot be measured", entrant.name))
-        })?;
-        let prediction = model
-            .predict(&Features::new(&record.source, &behaviour))
-            .map_err(|e| RunError::Config(format!("the run's reward model: {e}")))?;
-        scored.push((prediction, entrant));
+        match check(ctx, kind, &record.source).behaviour {
+            Some(behaviour) => {
+                let prediction = model
+                    .predict(&Features::new(&record.source, &behaviour))
+                    .map_err(|e| RunError::Config(format!("the run's reward model: {e}")))?;
+                scored.push((prediction, entrant));
+            }
+            None => kept.push(entrant),
+        }
     }
     scored.sort_by(|(a, x), (b, y)| b.b_wr.total_cmp(&a.b_wr).then(x.hash.cmp(&y.hash)));
     let of = scored.len();
-    let keep = ((ctx.config.reward.evaluate_share * of as f64).ceil() as usize).clamp(1, of);
-    let mut kept = Vec::with_capacity(keep);
+    let keep = ((ctx.config.reward.evaluate_share * of as f64).ceil() as usize).min(of);
     for (i, (prediction, entrant)) in scored.into_iter().enumerate() {
         let record = RewardRecord {
             predicted_b_wr: prediction.b_wr,
