@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use hypoforge_compile::Compiler;
 use hypoforge_plugin::PluginLimits;
+use hypoforge_reward::RewardError;
 use hypoforge_reward::analysis::{self, BaselineRates, Evaluated, KindAnalysis, Options};
 use hypoforge_reward::features::{Behaviour, Features};
 use hypoforge_reward::model::{Models, RewardModel, Sample};
@@ -26,10 +27,14 @@ use crate::inputs::{CompileArgs, collect_files};
 /// threshold. The N-score says how far its behaviour is from the nearest baseline or published
 /// component (0: a copy; "≈ NAME" marks a rediscovery).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  \
+#[command(
+    after_help = "Exit status: 0 when every file was ranked, 1 when any could not be (each is\n\
+    named on stderr), 2 on a usage error.\n\n\
+    Examples:\n  \
     hypoforge reward train run.json -o reward.json\n  \
     hypoforge rank --model reward.json gen/llm/\n  \
-    hypoforge rank --model reward.json a.rs b.rs --json")]
+    hypoforge rank --model reward.json a.rs b.rs --json"
+)]
 pub struct RankArgs {
     /// A model file from `hypoforge reward train`.
     #[arg(long, value_name = "FILE")]
@@ -306,17 +311,27 @@ fn train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         if samples.is_empty() {
             continue;
         }
-        let model = RewardModel::train(
+        let model = match RewardModel::train(
             kind,
             &samples,
             args.common.bsota_threshold,
             args.common.seed,
-        )?;
+        ) {
+            Ok(model) => model,
+            Err(e @ RewardError::TooFewSamples { .. }) => {
+                eprintln!("no {kind} model: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         println!(
             "| {kind} | {} | {:?} | {} | {:.3} |",
             model.trained_on, model.feature_set, model.lambda, model.cv_spearman
         );
         models.push(model);
+    }
+    if models.is_empty() {
+        bail!("no kind has enough evaluated hypotheses to train a model on");
     }
     let json = Models { models }.to_json();
     std::fs::write(&args.output, json + "\n")
@@ -374,7 +389,14 @@ fn efficiency(args: EfficiencyArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let known = known_components(&compiler, sandbox, kind)?;
-        let analysis = analysis::analyse(kind, &of_kind, &known, options)?;
+        let analysis = match analysis::analyse(kind, &of_kind, &known, options) {
+            Ok(analysis) => analysis,
+            Err(e @ RewardError::TooFewSamples { .. }) => {
+                eprintln!("no {kind} analysis: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let rates: Vec<BaselineRates> = baselines
             .iter()
             .filter(|(k, _)| *k == kind)
@@ -385,6 +407,9 @@ fn efficiency(args: EfficiencyArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot draw the {kind} figures"))?,
         );
         analyses.push(analysis);
+    }
+    if analyses.is_empty() {
+        bail!("no kind has enough evaluated hypotheses to analyse");
     }
     let summary = analysis::summary_markdown(&analyses, options);
     write(&args.out.join("summary.md"), &summary)?;

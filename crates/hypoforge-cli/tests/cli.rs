@@ -1795,6 +1795,42 @@ fn the_reward_model_trains_on_a_run_export_ranks_and_analyses() {
     );
     assert!(!never.exists(), "a bad model file leaves no store");
 
+    // An export with too few evaluated hypotheses of a kind says so, and trains nothing.
+    let mut small: Value =
+        serde_json::from_str(&std::fs::read_to_string(export).expect("the export")).expect("JSON");
+    let results = small["kinds"]["activation"]["one_pass"]["results"]
+        .as_array_mut()
+        .expect("results");
+    let mut kept_new = 0;
+    results.retain(|r| {
+        let new = r["baseline"] == false;
+        kept_new += usize::from(new);
+        !new || kept_new <= 5
+    });
+    let small_path = dir.path().join("small.json");
+    std::fs::write(&small_path, small.to_string()).expect("write");
+    let out = hypoforge(
+        &[
+            "reward",
+            "train",
+            small_path.to_str().expect("UTF-8"),
+            "-o",
+            "unused.json",
+        ],
+        &cache,
+    );
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("5 evaluated activation hypotheses are too few"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("no kind has enough"),
+        "{}",
+        stderr(&out)
+    );
+
     // What a user gets wrong: a model where a run export belongs, and the other way round.
     let out = hypoforge(
         &["rank", "--model", export, relu.to_str().expect("UTF-8")],
