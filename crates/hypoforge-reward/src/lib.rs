@@ -5,6 +5,10 @@
 //! - [`model`]: the reward model (ridge for B-WR, logistic for BSOTA-WR above a threshold),
 //!   chosen by cross-validation and saved as JSON.
 //! - [`efficiency`]: the efficiency curve of an order and its area, with a bootstrap interval.
+//! - [`novelty`]: behavioural distances, the N-score against the known components (the panel and
+//!   the library of published ones) and similarity matrices.
+//! - [`analysis`]: the in-source (nested) and cross-source analyses, the top hypotheses, their
+//!   tables; [`figures`]: the paper's figures as SVG and PNG.
 
 pub mod analysis;
 pub mod efficiency;
