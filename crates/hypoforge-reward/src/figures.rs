@@ -46,7 +46,7 @@ pub struct WinRatePoint {
 }
 
 /// One curve of an efficiency plot (the paper's Figure 4): x = share evaluated, y = share of the
-/// true top set found, both in [0,1].
+/// true top set found, both in `[0, 1]`.
 #[derive(Clone, Debug)]
 pub struct CurveSeries {
     pub label: String,

@@ -122,7 +122,7 @@ impl RewardModel {
             .collect()
     }
 
-    /// Read a model file written by [`RewardModel::to_json`] (or a set of them, see [`Models`]).
+    /// Check that the model is of this hypoforge's format and feature version, with consistent vectors.
     pub fn check(&self) -> Result<(), RewardError> {
         if self.format != MODEL_FORMAT {
             return Err(RewardError::Format(format!(
