@@ -10,7 +10,7 @@ use hypoforge_report::escape;
 
 use crate::RewardError;
 use crate::efficiency::{Efficiency, efficiency};
-use crate::features::{Behaviour, Features, activation_grid};
+use crate::features::{ACTIVATION_CORE, Behaviour, Features, activation_grid};
 use crate::figures::{self, CurveSeries, FigureError, ShapePanel, WinRatePoint};
 use crate::model::{FOLDS, RewardModel, Sample, fold_assignment};
 use crate::novelty::{Novelty, novelty, similarity_matrix};
@@ -116,17 +116,20 @@ pub fn analyse(
     sources.sort();
     let mut cross_source = Vec::new();
     for (train, n_train) in &sources {
+        if *n_train < 2 * FOLDS {
+            continue;
+        }
+        let train_samples: Vec<Sample> = evaluated
+            .iter()
+            .filter(|e| &e.source == train)
+            .map(sample)
+            .collect();
+        let model =
+            RewardModel::train(kind, &train_samples, options.bsota_threshold, options.seed)?;
         for (test, n_test) in &sources {
-            if train == test || *n_train < 2 * FOLDS || *n_test < 2 {
+            if train == test || *n_test < 2 {
                 continue;
             }
-            let train_samples: Vec<Sample> = evaluated
-                .iter()
-                .filter(|e| &e.source == train)
-                .map(sample)
-                .collect();
-            let model =
-                RewardModel::train(kind, &train_samples, options.bsota_threshold, options.seed)?;
             let test_set: Vec<&Evaluated> =
                 evaluated.iter().filter(|e| &e.source == test).collect();
             let truth: Vec<f64> = test_set.iter().map(|e| e.b_wr).collect();
@@ -149,8 +152,14 @@ pub fn analyse(
         }
     }
 
-    let mut best: Vec<&Evaluated> = evaluated.iter().collect();
-    best.sort_by(|a, b| {
+    // Every hypothesis's novelty, once: the top table and the rediscoveries both read it.
+    let novelties: Vec<Option<Novelty>> = evaluated
+        .iter()
+        .map(|e| novelty(&e.behaviour, known))
+        .collect();
+    let mut best: Vec<usize> = (0..evaluated.len()).collect();
+    best.sort_by(|&a, &b| {
+        let (a, b) = (&evaluated[a], &evaluated[b]);
         b.bsota_wr
             .total_cmp(&a.bsota_wr)
             .then(b.b_wr.total_cmp(&a.b_wr))
@@ -159,21 +168,27 @@ pub fn analyse(
     best.truncate(TOP);
     let top: Vec<TopEntry> = best
         .iter()
-        .map(|e| TopEntry {
-            name: e.name.clone(),
-            hash: e.hash.clone(),
-            b_wr: e.b_wr,
-            bsota_wr: e.bsota_wr,
-            novelty: novelty(&e.behaviour, known),
+        .map(|&i| TopEntry {
+            name: evaluated[i].name.clone(),
+            hash: evaluated[i].hash.clone(),
+            b_wr: evaluated[i].b_wr,
+            bsota_wr: evaluated[i].bsota_wr,
+            novelty: novelties[i].clone(),
         })
         .collect();
-    let similarity = similarity_matrix(&best.iter().map(|e| &e.behaviour).collect::<Vec<_>>());
+    let similarity = similarity_matrix(
+        &best
+            .iter()
+            .map(|&i| &evaluated[i].behaviour)
+            .collect::<Vec<_>>(),
+    );
     let rediscoveries = evaluated
         .iter()
-        .filter_map(|e| {
-            novelty(&e.behaviour, known)
+        .zip(&novelties)
+        .filter_map(|(e, n)| {
+            n.as_ref()
                 .filter(|n| n.rediscovery)
-                .map(|n| (e.name.clone(), n.nearest))
+                .map(|n| (e.name.clone(), n.nearest.clone()))
         })
         .collect();
     Ok(KindAnalysis {
@@ -304,12 +319,13 @@ pub fn write_figures(
                 let Behaviour::Activation { f, .. } = &e.behaviour else {
                     return None;
                 };
-                // [-4, 4]: the range a standardized pre-activation mostly falls in.
-                let range = 32..=96;
                 Some(ShapePanel {
                     name: t.name.clone(),
-                    x: grid[range.clone()].iter().map(|&x| f64::from(x)).collect(),
-                    f: f[range].iter().map(|&v| f64::from(v)).collect(),
+                    x: grid[ACTIVATION_CORE]
+                        .iter()
+                        .map(|&x| f64::from(x))
+                        .collect(),
+                    f: f[ACTIVATION_CORE].iter().map(|&v| f64::from(v)).collect(),
                     bsota_wr: t.bsota_wr,
                     n_score: t.novelty.as_ref().map_or(f64::NAN, |n| n.n_score),
                 })

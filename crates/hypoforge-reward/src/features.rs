@@ -20,6 +20,8 @@ use hypoforge_spec::ComponentKind;
 use hypoforge_spec::rng::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::model::{cholesky_factor, cholesky_substitute, pearson, ranks};
+
 /// Bumped whenever a feature's definition changes; models record it, and a model is only used
 /// on features of its own version.
 pub const FEATURES_VERSION: u32 = 2;
@@ -249,6 +251,10 @@ pub fn activation_grid() -> Vec<f32> {
     (0..=128).map(|i| -8.0 + i as f32 / 8.0).collect()
 }
 
+/// The points of [`activation_grid`] on `[-4, 4]`: the range a standardized pre-activation
+/// mostly falls in.
+pub const ACTIVATION_CORE: std::ops::RangeInclusive<usize> = 32..=96;
+
 /// Probe matrix of the preprocessor fingerprint: rows × columns.
 pub const PROBE_ROWS: usize = 256;
 pub const PROBE_COLS: usize = 6;
@@ -404,7 +410,7 @@ fn activation_features(f: &[f32], df: &[f32]) -> Vec<f64> {
     let grid = activation_grid();
     let mut out = Vec::new();
     // Values and slopes on [-4, 4] every 1/2 (every fourth grid point from -4).
-    for i in (32..=96).step_by(4) {
+    for i in ACTIVATION_CORE.step_by(4) {
         out.push(squash(f64::from(f[i])));
         out.push(squash(f64::from(df[i])));
     }
@@ -426,16 +432,17 @@ fn activation_features(f: &[f32], df: &[f32]) -> Vec<f64> {
 
 fn preprocessor_features(width: usize, output: &[f32]) -> Vec<f64> {
     let rows = PROBE_ROWS;
-    let column = |j: usize| -> Vec<f64> {
-        (0..rows)
-            .map(|r| f64::from(output[r * width + j]))
-            .collect()
-    };
+    let columns: Vec<Vec<f64>> = (0..width)
+        .map(|j| {
+            (0..rows)
+                .map(|r| f64::from(output[r * width + j]))
+                .collect()
+        })
+        .collect();
     // Per output column: mean, std, skewness, min, max, share of zeros; then the mean and the
     // largest magnitude over columns, so the features do not depend on column order.
     let mut per_column: Vec<[f64; 6]> = Vec::new();
-    for j in 0..width {
-        let c = column(j);
+    for c in &columns {
         let n = c.len() as f64;
         let mean = c.iter().sum::<f64>() / n;
         let var = c.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
@@ -458,18 +465,22 @@ fn preprocessor_features(width: usize, output: &[f32]) -> Vec<f64> {
         out.push(squash(mean));
         out.push(squash(largest));
     }
-    // How much of each input column's order survives in the output that keeps it best.
+    // How much of each input column's order survives in the output that keeps it best
+    // (Spearman: each column ranked once).
     let input = probe_matrix();
+    let output_ranks: Vec<Vec<f64>> = columns.iter().map(|c| ranks(c)).collect();
     for i in 0..PROBE_COLS {
         let x: Vec<f64> = (0..rows)
             .map(|r| f64::from(input[r * PROBE_COLS + i]))
             .collect();
-        let best = (0..width)
-            .map(|j| crate::model::spearman(&x, &column(j)).abs())
+        let x = ranks(&x);
+        let best = output_ranks
+            .iter()
+            .map(|y| pearson(&x, y).abs())
             .fold(0.0, f64::max);
         out.push(best);
     }
-    out.extend(linear_probe_scores(width, output));
+    out.extend(linear_probe_scores(&input, &columns));
     out
 }
 
@@ -480,8 +491,8 @@ const PROBE_FIT_ROWS: usize = 192;
 /// built from the probe's latent normals: a linear mix, a square, a product, a sine, and an
 /// exclusive-or of the binary and discrete columns. A preprocessor that makes nonlinear structure
 /// linearly readable scores high on the last four. Kernel form, so a wide output costs no more.
-fn linear_probe_scores(width: usize, output: &[f32]) -> Vec<f64> {
-    let input = probe_matrix();
+fn linear_probe_scores(input: &[f32], columns: &[Vec<f64>]) -> Vec<f64> {
+    let width = columns.len();
     let cell = |r: usize, c: usize| f64::from(input[r * PROBE_COLS + c]);
     let targets: Vec<Vec<f64>> = {
         let latent = |r: usize| (cell(r, 0), (cell(r, 1) - 5.0) / 100.0, cell(r, 2).ln());
@@ -512,10 +523,7 @@ fn linear_probe_scores(width: usize, output: &[f32]) -> Vec<f64> {
     // Output columns standardized by the fitting rows' statistics (a constant column drops out).
     let fit = PROBE_FIT_ROWS;
     let mut x = vec![0.0; PROBE_ROWS * width];
-    for j in 0..width {
-        let column: Vec<f64> = (0..PROBE_ROWS)
-            .map(|r| f64::from(output[r * width + j]))
-            .collect();
+    for (j, column) in columns.iter().enumerate() {
         let mean = column[..fit].iter().sum::<f64>() / fit as f64;
         let var = column[..fit]
             .iter()
@@ -542,12 +550,13 @@ fn linear_probe_scores(width: usize, output: &[f32]) -> Vec<f64> {
     for i in 0..fit {
         kernel[i * fit + i] += lambda;
     }
+    cholesky_factor(&mut kernel, fit);
     targets
         .iter()
         .map(|t| {
             let mean = t[..fit].iter().sum::<f64>() / fit as f64;
             let mut alpha: Vec<f64> = t[..fit].iter().map(|v| v - mean).collect();
-            crate::model::cholesky_solve(&mut kernel.clone(), &mut alpha, fit);
+            cholesky_substitute(&kernel, &mut alpha, fit);
             let (mut sse, mut sst) = (0.0, 0.0);
             for (r, target) in t.iter().enumerate().skip(fit) {
                 let predicted = mean

@@ -78,11 +78,11 @@ impl RewardModel {
                 need: 2 * FOLDS,
             });
         }
+        let truth: Vec<f64> = samples.iter().map(|s| s.b_wr).collect();
         let mut best: Option<(f64, FeatureSet, f64)> = None;
         for set in FeatureSet::ALL {
             for lambda in LAMBDAS {
                 let predicted = cross_validated(samples, set, lambda, seed);
-                let truth: Vec<f64> = samples.iter().map(|s| s.b_wr).collect();
                 let rho = spearman(&predicted, &truth);
                 if best.is_none_or(|(b, _, _)| rho > b) {
                     best = Some((rho, set, lambda));
@@ -354,6 +354,13 @@ fn logistic(x: &[Vec<f64>], labels: &[f64], lambda: f64) -> (Vec<f64>, f64) {
 /// Solve `A x = b` in place for symmetric positive definite `A`, of which only the lower
 /// triangle (row-major, `d × d`) is read; `b` becomes `x`.
 pub(crate) fn cholesky_solve(a: &mut [f64], b: &mut [f64], d: usize) {
+    cholesky_factor(a, d);
+    cholesky_substitute(a, b, d);
+}
+
+/// Overwrite the lower triangle of symmetric positive definite `A` (row-major, `d × d`) with
+/// its Cholesky factor `L` (`A = L L^T`), so that several right-hand sides share one factoring.
+pub(crate) fn cholesky_factor(a: &mut [f64], d: usize) {
     for j in 0..d {
         let mut diag = a[j * d + j];
         for k in 0..j {
@@ -369,19 +376,23 @@ pub(crate) fn cholesky_solve(a: &mut [f64], b: &mut [f64], d: usize) {
             a[i * d + j] = v / diag;
         }
     }
+}
+
+/// Solve `L L^T x = b` in place, `factor` from [`cholesky_factor`]; `b` becomes `x`.
+pub(crate) fn cholesky_substitute(factor: &[f64], b: &mut [f64], d: usize) {
     for i in 0..d {
         let mut v = b[i];
         for k in 0..i {
-            v -= a[i * d + k] * b[k];
+            v -= factor[i * d + k] * b[k];
         }
-        b[i] = v / a[i * d + i];
+        b[i] = v / factor[i * d + i];
     }
     for i in (0..d).rev() {
         let mut v = b[i];
         for k in i + 1..d {
-            v -= a[k * d + i] * b[k];
+            v -= factor[k * d + i] * b[k];
         }
-        b[i] = v / a[i * d + i];
+        b[i] = v / factor[i * d + i];
     }
 }
 
@@ -403,7 +414,8 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
     pearson(&ranks(a), &ranks(b))
 }
 
-fn ranks(values: &[f64]) -> Vec<f64> {
+/// Ranks from 0, ties sharing their average rank.
+pub(crate) fn ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
     let mut ranks = vec![0.0; values.len()];
@@ -422,7 +434,8 @@ fn ranks(values: &[f64]) -> Vec<f64> {
     ranks
 }
 
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
+/// Pearson's correlation; 0 when either side is constant.
+pub(crate) fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;
     let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);

@@ -373,27 +373,22 @@ fn behaviour_digest(behaviour: &Behaviour) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The known components of `kind` that novelty is measured against: the panel and the reward
-/// crate's library of published components (compiled and checked like any hypothesis).
-fn known_components(
+/// `(name, behaviour)` of each of `sources` that is valid, through [`check`] (so once per
+/// process): the baseline panel's and the reward crate's library of published components are
+/// what novelty is measured against.
+fn behaviours<'s>(
     ctx: &Context<'_>,
     kind: ComponentKind,
-    panel: &[Entrant],
+    sources: impl IntoIterator<Item = (&'s str, &'s str)>,
 ) -> Vec<(String, Behaviour)> {
-    let mut known: Vec<(String, Behaviour)> = panel
-        .iter()
-        .filter_map(|e| {
-            Behaviour::probe(ctx.sandbox, &e.plugin, ctx.limits())
-                .ok()
-                .map(|b| (e.name.clone(), b))
+    sources
+        .into_iter()
+        .filter_map(|(name, source)| {
+            check(ctx, kind, source)
+                .behaviour
+                .map(|b| (name.to_owned(), b))
         })
-        .collect();
-    for (name, source) in hypoforge_reward::novelty::library(kind) {
-        if let Some(b) = check(ctx, kind, source).behaviour {
-            known.push((name.to_owned(), b));
-        }
-    }
-    known
+        .collect()
 }
 
 /// The generators of a run and what the run has produced so far.
@@ -621,7 +616,7 @@ fn generate_round(
     // Activations are compared by their plotted shape (as stores before the reward crate were);
     // other kinds by the digest of their behaviour on the reward crate's probes.
     let mut by_digest: HashMap<String, String> = HashMap::new();
-    let known = known_components(ctx, kind, panel);
+    let panel_behaviours = behaviours(ctx, kind, baselines::sources(kind).iter().copied());
     for e in panel {
         if let Some(shape) = (kind == ComponentKind::Activation)
             .then(|| activation_shape(ctx, &e.plugin))
@@ -631,10 +626,18 @@ fn generate_round(
         }
     }
     if kind != ComponentKind::Activation {
-        for (name, behaviour) in known.iter().take(panel.len()) {
+        for (name, behaviour) in &panel_behaviours {
             by_digest.insert(behaviour_digest(behaviour), name.clone());
         }
     }
+    let known: Vec<(String, Behaviour)> = panel_behaviours
+        .into_iter()
+        .chain(behaviours(
+            ctx,
+            kind,
+            hypoforge_reward::novelty::library(kind),
+        ))
+        .collect();
     for e in &entries {
         let name = ctx
             .store
