@@ -42,6 +42,58 @@ fn main() {
         );
     }
 
+    let guest_libs = build_sdk(
+        &cargo,
+        &rustc,
+        &workspace,
+        &out_dir.join("guest-target"),
+        GUEST_TARGET,
+        guest::LIBRARY_RUSTFLAGS,
+        "abort",
+    );
+    // The native fast path links the same SDK for the machine hypoforge runs on, unwinding so
+    // that the table's functions can catch an author's panic.
+    let native_target = env::var("TARGET").expect("cargo sets TARGET");
+    let native_libs = build_sdk(
+        &cargo,
+        &rustc,
+        &workspace,
+        &out_dir.join("native-target"),
+        &native_target,
+        guest::NATIVE_LIBRARY_RUSTFLAGS,
+        "unwind",
+    );
+    let libs = embed(&guest_libs);
+    let native = embed(&native_libs);
+    let sdk_digest = source_digest(&sdk);
+    let code = format!(
+        "/// SHA-256 of the guest SDK's manifest and sources, which decide every plugin's math.\n\
+         pub const SDK_SOURCE_DIGEST: &str = {sdk_digest:?};\n\
+         /// `rustc -vV` of the toolchain the guest libraries were built with.\n\
+         pub(crate) const BUILD_RUSTC_VERSION: &str = {version:?};\n\
+         /// The sysroot of that toolchain.\n\
+         pub(crate) const BUILD_SYSROOT: &str = {sysroot:?};\n\
+         /// The guest libraries: (file name, contents).\n\
+         pub(crate) static GUEST_LIBS: &[(&str, &[u8])] = &[\n{libs}];\n\
+         /// The target native plugins are built for: this build's.\n\
+         pub(crate) const NATIVE_TARGET: &str = {native_target:?};\n\
+         /// The SDK's libraries for [`NATIVE_TARGET`]: (file name, contents).\n\
+         pub(crate) static NATIVE_LIBS: &[(&str, &[u8])] = &[\n{native}];\n"
+    );
+    std::fs::write(out_dir.join("guest_libs.rs"), code).expect("cannot write guest_libs.rs");
+}
+
+/// Builds `hypoforge-sdk` (release) for `target` and returns the rlibs of it and its
+/// dependencies.
+fn build_sdk(
+    cargo: &str,
+    rustc: &str,
+    workspace: &Path,
+    target_dir: &Path,
+    target: &str,
+    rustflags: &str,
+    panic: &str,
+) -> Vec<PathBuf> {
     let mut cmd = Command::new(cargo);
     cmd.args([
         "build",
@@ -50,15 +102,16 @@ fn main() {
         "-p",
         "hypoforge-sdk",
     ])
-    .args(["--target", GUEST_TARGET])
+    .args(["--target", target])
     .arg("--target-dir")
-    .arg(out_dir.join("guest-target"))
+    .arg(target_dir)
     .arg("--manifest-path")
     .arg(workspace.join("Cargo.toml"))
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
     // The outer build's settings (target, flags, wrappers such as clippy) must not leak into
-    // the guest build; only where cargo and rustup live and how to reach the registry may.
+    // the plugin libraries' build; only where cargo and rustup live and how to reach the
+    // registry may.
     for (key, _) in env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
         let keep = key == "CARGO_HOME"
             || key.starts_with("CARGO_NET_")
@@ -72,20 +125,20 @@ fn main() {
             cmd.env_remove(&key);
         }
     }
-    cmd.env("RUSTC", &rustc)
+    cmd.env("RUSTC", rustc)
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
+        .env("CARGO_PROFILE_RELEASE_PANIC", panic)
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
-        .env("CARGO_ENCODED_RUSTFLAGS", guest::LIBRARY_RUSTFLAGS);
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     let output = cmd
         .output()
-        .expect("cannot run cargo for the guest SDK build");
+        .expect("cannot run cargo for the plugin SDK build");
     if !output.status.success() {
-        panic!("building hypoforge-sdk for {GUEST_TARGET} failed (see the messages above)");
+        panic!("building hypoforge-sdk for {target} failed (see the messages above)");
     }
 
-    // Each compiler-artifact message names the rlib of one crate of the guest build.
+    // Each compiler-artifact message names the rlib of one crate of the build.
     let mut rlibs = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -104,10 +157,14 @@ fn main() {
         rlibs
             .iter()
             .any(|p| p.to_string_lossy().contains("hypoforge_sdk")),
-        "the guest build produced no hypoforge_sdk rlib"
+        "the {target} build produced no hypoforge_sdk rlib"
     );
+    rlibs
+}
 
-    let libs: String = rlibs
+/// `(file name, include_bytes!(path)),` lines for the generated table of embedded rlibs.
+fn embed(rlibs: &[PathBuf]) -> String {
+    rlibs
         .iter()
         .map(|rlib| {
             let name = rlib
@@ -119,19 +176,7 @@ fn main() {
                 rlib.display().to_string()
             )
         })
-        .collect();
-    let sdk_digest = source_digest(&sdk);
-    let code = format!(
-        "/// SHA-256 of the guest SDK's manifest and sources, which decide every plugin's math.\n\
-         pub const SDK_SOURCE_DIGEST: &str = {sdk_digest:?};\n\
-         /// `rustc -vV` of the toolchain the guest libraries were built with.\n\
-         pub(crate) const BUILD_RUSTC_VERSION: &str = {version:?};\n\
-         /// The sysroot of that toolchain.\n\
-         pub(crate) const BUILD_SYSROOT: &str = {sysroot:?};\n\
-         /// The guest libraries: (file name, contents).\n\
-         pub(crate) static GUEST_LIBS: &[(&str, &[u8])] = &[\n{libs}];\n"
-    );
-    std::fs::write(out_dir.join("guest_libs.rs"), code).expect("cannot write guest_libs.rs");
+        .collect()
 }
 
 /// Hashes `Cargo.toml` and every file under `src/` of `crate_dir`, by relative path in sorted

@@ -2,7 +2,10 @@
 //!
 //! - compile time per hypothesis (every baseline plugin), cold (empty cache) and cached;
 //! - validation time per plugin (module compilation in the sandbox plus all checks);
-//! - the sandbox's per-element cost for an activation against the same source compiled natively.
+//! - the sandbox's per-element cost for an activation against the same source compiled natively;
+//! - one-pass training, trials in parallel, and the same protocol in PyTorch;
+//! - the native fast path: build and admission costs, speed per element, per trial and per
+//!   evaluation against the sandbox.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -91,17 +94,35 @@ impl<F: Fn(f32) -> f32, D: Fn(f32) -> f32, B: Fn(f32) -> (f32, f32)>
     }
 }
 
+mod native;
 mod training;
 
 const COLD_ROUNDS: usize = 3;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    // The native section's engine starts this program as its workers.
+    if std::env::args().nth(1).as_deref() == Some(native::WORKER_ARG) {
+        return hypoforge_native::worker::main();
+    }
+    match benchmarks() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn benchmarks() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let sources = baseline_sources(&root.join("plugins"))?;
     let sandbox = Sandbox::shared().context("sandbox")?;
-    // `hypoforge-bench training` and `hypoforge-bench overhead` run one section alone (for
+    // `hypoforge-bench training`, `overhead` and `native` run one section alone (for
     // profiling).
     let section = std::env::args().nth(1);
+    if section.as_deref() == Some("native") {
+        return native::run(sandbox, &sources);
+    }
     if section.as_deref() == Some("overhead") {
         let compiler =
             Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -163,7 +184,8 @@ fn main() -> anyhow::Result<()> {
 
     let compiler = Compiler::new(None, Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     overhead(&compiler, sandbox, &sources)?;
-    training::run(&compiler, sandbox, &sources, &root)
+    training::run(&compiler, sandbox, &sources, &root)?;
+    native::run(sandbox, &sources)
 }
 
 /// The sandbox's cost per element, `f` and `f′`, against the same source compiled natively.

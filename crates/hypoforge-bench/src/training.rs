@@ -17,7 +17,7 @@ use crate::{NativeSource, native_gelu, native_relu};
 const NETWORKS: [(&str, [usize; 2]); 2] = [("digits", [128, 128]), ("mnist10k", [256, 256])];
 
 /// One epoch, batch 64, Adam(1e-3) on `hidden` layers.
-fn one_pass(hidden: &[usize]) -> TrainConfig {
+pub(crate) fn one_pass(hidden: &[usize]) -> TrainConfig {
     TrainConfig {
         hidden: hidden.to_vec(),
         batch: 64,
@@ -312,8 +312,8 @@ fn mean_se(xs: &[f64]) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
-const TRAINING_ROUNDS: usize = 11;
+pub(crate) const TRAINING_ROUNDS: usize = 11;
 
-fn fastest(samples: &[f64]) -> f64 {
+pub(crate) fn fastest(samples: &[f64]) -> f64 {
     samples.iter().copied().fold(f64::INFINITY, f64::min)
 }

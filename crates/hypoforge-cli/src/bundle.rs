@@ -422,6 +422,7 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<ExitCode> {
             limits: PluginLimits::default(),
             trial_time_limit: None,
             device: None,
+            engine: None,
         };
         let evaluation = runner::evaluate(&plan, &entrants, sandbox, &|_, _| {})?;
         let new = evaluation

@@ -33,7 +33,8 @@ use crate::inputs::{CompileArgs, collect_files};
     hypoforge evaluate --kind activation                 # the baseline panel alone\n  \
     hypoforge evaluate --kind activation my_acts/ --seeds 5 --json results.json\n  \
     hypoforge evaluate --kind preprocessor p.rs --suite standard\n  \
-    hypoforge evaluate --kind activation my_acts/ --seeds 20 --device auto   # on a GPU if there is one")]
+    hypoforge evaluate --kind activation my_acts/ --seeds 20 --device auto   # on a GPU if there is one\n  \
+    hypoforge evaluate --kind activation my_acts/ --engine native            # native builds, same results")]
 pub struct Args {
     /// The kind under test: activation, preprocessor or regularizer.
     #[arg(long, value_name = "K")]
@@ -65,8 +66,22 @@ pub struct Args {
     /// table cannot follow within tolerance trains on the CPU (the report's notes say which).
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
     device: DeviceChoice,
+    /// How plugins run on the CPU: wasm (the sandbox, the reference) or native. With native,
+    /// each component is also built as a shared library for this machine (cached; needs a C
+    /// linker, `cc`), and runs in worker processes once a differential test shows it gives
+    /// the sandbox's outputs bit for bit on a fixed probe set; one that does not, or whose
+    /// build fails, stays in the sandbox (a note says so). Results are the same either way.
+    #[arg(long, value_name = "ENGINE", default_value = "wasm")]
+    engine: Engine,
     #[command(flatten)]
     compile: CompileArgs,
+}
+
+/// Where the CPU path runs plugins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Wasm,
+    Native,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -99,18 +114,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let mut entrants = baseline_panel(&compiler, sandbox, args.kind)?;
-    let hypotheses: Vec<Result<Entrant, String>> = files
+    let mut sources: Vec<Vec<u8>> = baselines::sources(args.kind)
+        .iter()
+        .map(|(_, source)| source.as_bytes().to_vec())
+        .collect();
+    let hypotheses: Vec<Result<(Entrant, Vec<u8>), String>> = files
         .par_iter()
         .map(|f| load_hypothesis(&compiler, sandbox, f, args.kind))
         .collect();
     let mut rejected = 0;
     for h in hypotheses {
         match h {
-            Ok(mut e) => {
+            Ok((mut e, source)) => {
                 if entrants.iter().any(|b| b.name == e.name) {
                     e.name = format!("{}@{}", e.name, &e.hash[..8]);
                 }
                 entrants.push(e);
+                sources.push(source);
             }
             Err(message) => {
                 rejected += 1;
@@ -119,6 +139,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let mut engine_notes = Vec::new();
+    let engine = match args.engine {
+        Engine::Wasm => None,
+        Engine::Native => Some(native_engine(
+            &compiler,
+            sandbox,
+            &entrants,
+            &sources,
+            &mut engine_notes,
+        )?),
+    };
     let plan = Plan {
         kind: args.kind,
         suite: &suite,
@@ -127,6 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         limits: PluginLimits::default(),
         trial_time_limit,
         device: opened.device.as_deref(),
+        engine: engine.as_ref().map(|e| e as &dyn runner::TrialEngine),
     };
     let trials = suite.tasks.len() as u64 * args.seeds;
     eprintln!(
@@ -147,7 +179,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let progress = |done: usize, _total: usize| bar.set_position(done as u64);
     let evaluation = runner::evaluate(&plan, &entrants, sandbox, &progress);
     bar.finish_and_clear();
-    let evaluation = evaluation?;
+    let mut evaluation = evaluation?;
+    evaluation.notes.splice(0..0, engine_notes);
 
     let mut out = std::io::stdout().lock();
     print_leaderboard(&mut out, &evaluation)?;
@@ -186,10 +219,70 @@ fn load_hypothesis(
     sandbox: &Sandbox,
     file: &Path,
     kind: ComponentKind,
-) -> Result<Entrant, String> {
+) -> Result<(Entrant, Vec<u8>), String> {
     let source =
         std::fs::read(file).map_err(|e| format!("{}: cannot read it: {e}", file.display()))?;
-    entrant(compiler, sandbox, &source, kind, false).map_err(|e| format!("{}: {e}", file.display()))
+    let entrant = entrant(compiler, sandbox, &source, kind, false)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok((entrant, source))
+}
+
+/// Build every entrant natively and admit those whose build passes the differential test;
+/// what stays in the sandbox, and why, goes to `notes`.
+fn native_engine(
+    compiler: &Compiler,
+    sandbox: &Sandbox,
+    entrants: &[Entrant],
+    sources: &[Vec<u8>],
+    notes: &mut Vec<String>,
+) -> anyhow::Result<hypoforge_native::NativeEngine> {
+    use hypoforge_native::{EngineOptions, NativeEngine, Verdict, WorkerCommand};
+    let worker = WorkerCommand::this_executable(&["native-worker"])
+        .context("cannot find this program to start native workers from")?;
+    let mut engine = NativeEngine::new(EngineOptions::new(worker));
+    eprintln!(
+        "native engine: building {} components for this machine (cached after the first time)",
+        entrants.len()
+    );
+    let bar = crate::inputs::progress_bar(entrants.len(), "builds");
+    let builds: Vec<_> = sources
+        .par_iter()
+        .map(|source| {
+            let build = compiler.compile_native(source);
+            bar.inc(1);
+            build
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut trusted = 0;
+    for (entrant, build) in entrants.iter().zip(builds) {
+        let library = match build {
+            Ok(library) => library,
+            Err(e) => {
+                notes.push(format!(
+                    "native engine: {} runs in the sandbox: its native build failed ({e})",
+                    entrant.name
+                ));
+                continue;
+            }
+        };
+        match engine.admit(entrant, &library.path, sandbox, PluginLimits::default()) {
+            Verdict::Trusted { .. } => trusted += 1,
+            Verdict::Differs(detail) => notes.push(format!(
+                "native engine: {} runs in the sandbox: its native build computes differently ({detail})",
+                entrant.name
+            )),
+            Verdict::Failed(detail) => notes.push(format!(
+                "native engine: {} runs in the sandbox: its native build could not be tested ({detail})",
+                entrant.name
+            )),
+        }
+    }
+    eprintln!(
+        "native engine: {trusted} of {} components passed the differential test and run natively",
+        entrants.len()
+    );
+    Ok(engine)
 }
 
 /// Compile, validate and load one component.

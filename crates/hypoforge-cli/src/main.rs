@@ -53,11 +53,15 @@ enum Command {
         #[command(subcommand)]
         command: reward::RewardCommand,
     },
+    /// Serve native plugins to `evaluate --engine native` over stdin and stdout (internal).
+    #[command(hide = true)]
+    NativeWorker,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::NativeWorker => return hypoforge_native::worker::main(),
         Command::Validate(args) => validate::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Generate(args) => generate::run(args),

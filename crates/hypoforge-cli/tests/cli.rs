@@ -576,6 +576,73 @@ fn evaluate_writes_the_documented_json_and_a_leaderboard() {
 }
 
 #[test]
+fn evaluate_with_the_native_engine_gives_the_sandboxs_results_and_says_what_stayed_behind() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    // Consistent in itself (it validates), but twice as strong where a pointer is 8 bytes.
+    let odd = cache.path().join("pointer_width.rs");
+    std::fs::write(
+        &odd,
+        "use hypoforge_sdk::prelude::*;
+fn scale() -> f32 { core::mem::size_of::<usize>() as f32 / 4.0 }
+fn penalty(w: Matrix) -> f32 { 1e-4 * scale() * w.data().iter().map(|v| v * v).sum::<f32>() }
+fn gradient(w: Matrix, g: &mut [f32]) {
+    for (g, v) in g.iter_mut().zip(w.data()) { *g = 2e-4 * scale() * v; }
+}
+regularizer!(name = \"pointer_width\", penalty = penalty, gradient = gradient);
+",
+    )
+    .expect("write");
+    let examples = root().join("examples/hypotheses/regularizer");
+    let run = |engine: &str| -> Value {
+        let json = cache.path().join(format!("{engine}.json"));
+        let out = evaluate(
+            &[
+                "--kind",
+                "regularizer",
+                "--seeds",
+                "2",
+                "--engine",
+                engine,
+                "--json",
+                json.to_str().expect("UTF-8"),
+                examples.to_str().expect("UTF-8"),
+                odd.to_str().expect("UTF-8"),
+            ],
+            cache.path(),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        if engine == "native" {
+            let err = stderr(&out);
+            assert!(
+                err.contains("7 of 8 components passed the differential test"),
+                "{err}"
+            );
+            assert!(
+                stdout(&out).contains("note: native engine: pointer_width runs in the sandbox"),
+                "{}",
+                stdout(&out)
+            );
+        }
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON file")).expect("JSON")
+    };
+    let (wasm, native) = (run("wasm"), run("native"));
+    assert_eq!(native["results"], wasm["results"]);
+    let notes = native["notes"].as_array().expect("notes");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0]
+            .as_str()
+            .expect("a note")
+            .contains("computes differently"),
+        "{notes:?}"
+    );
+
+    let out = evaluate(&["--kind", "regularizer", "--engine", "jit"], cache.path());
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("wasm") && stderr(&out).contains("native"));
+}
+
+#[test]
 fn evaluate_skips_rejected_hypotheses_and_exits_1() {
     let cache = tempfile::tempdir().expect("a temporary directory");
     let bad = cache.path().join("bad.rs");

@@ -65,6 +65,18 @@ impl From<CompileError> for ErrorRecord {
     }
 }
 
+/// The native build of a hypothesis: a shared library exporting the SDK's native table, for
+/// the fast path's worker processes (never loaded into the process that compiled it).
+#[derive(Clone, Debug)]
+pub struct NativeLibrary {
+    /// Where the library lies: in the module cache, or in the compiler's scratch directory.
+    pub path: PathBuf,
+    /// The hypothesis's identity: SHA-256 of its source.
+    pub source_hash: String,
+    pub cached: bool,
+    pub elapsed: Duration,
+}
+
 /// A compiled hypothesis.
 #[derive(Clone, Debug)]
 pub struct Compiled {
@@ -86,6 +98,8 @@ pub struct Compiler {
     limits: Limits,
     /// Identifies toolchain + SDK + recipe in cache keys.
     recipe_digest: String,
+    /// Where native libraries and their SDK go: the cache, or the scratch directory.
+    native_root: PathBuf,
     /// Keeps an uncached compiler's unpacked guest libraries alive.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -116,7 +130,10 @@ impl Compiler {
                 (tmp.path().to_path_buf(), Some(tmp))
             }
         };
-        let guest_libs = unpack_guest_libs(&root.join("guest-libs").join(&libs_digest[..16]))?;
+        let guest_libs = unpack_libs(
+            GUEST_LIBS,
+            &root.join("guest-libs").join(&libs_digest[..16]),
+        )?;
         let sdk_rlib = GUEST_LIBS
             .iter()
             .find(|(name, _)| name.starts_with("libhypoforge_sdk"))
@@ -145,7 +162,65 @@ impl Compiler {
             modules,
             limits,
             recipe_digest,
+            native_root: root.join("native"),
             _scratch: scratch,
+        })
+    }
+
+    /// Compile one hypothesis for this machine, as a shared library for the native fast path.
+    ///
+    /// The source passes the same policy and is built from the same crate root (`no_std`,
+    /// `forbid(unsafe_code)`, the author's file included) under the same limits as the
+    /// WebAssembly build; only the target and the SDK's libraries differ. Needs a C linker
+    /// (`cc`, or `HYPOFORGE_LINKER`). Cached like modules, under its own recipe.
+    pub fn compile_native(&self, source: &[u8]) -> Result<NativeLibrary, CompileError> {
+        let started = Instant::now();
+        let source_hash = hypoforge_spec::source_hash(source);
+        let checked = self.police(source)?;
+        let (libs_digest, recipe) = native_recipe();
+        let key = hex::encode(Sha256::digest(format!("{recipe}\n{checked}")));
+        let dir = self.native_root.join("libraries");
+        let path = dir.join(format!("{key}.so"));
+        if path.exists() {
+            return Ok(NativeLibrary {
+                path,
+                source_hash,
+                cached: true,
+                elapsed: started.elapsed(),
+            });
+        }
+        let libs = unpack_libs(
+            NATIVE_LIBS,
+            &self.native_root.join("sdk").join(&libs_digest[..16]),
+        )?;
+        let sdk_rlib = NATIVE_LIBS
+            .iter()
+            .find(|(name, _)| name.starts_with("libhypoforge_sdk"))
+            .map(|(name, _)| libs.join(name))
+            .ok_or_else(|| internal("the embedded native libraries lack hypoforge_sdk".into()))?;
+        let linker = locate_linker()?;
+        let bytes = rustc::Invocation {
+            rustc: &self.rustc,
+            libs: &libs,
+            sdk_rlib: &sdk_rlib,
+            limits: &self.limits,
+            output: rustc::Output::Native,
+            linker: Some(&linker),
+        }
+        .run(&checked)?;
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| write_atomically(&path, &bytes))
+            .map_err(|e| {
+                io_error(format!(
+                    "cannot keep the native library in {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        Ok(NativeLibrary {
+            path,
+            source_hash,
+            cached: false,
+            elapsed: started.elapsed(),
         })
     }
 
@@ -153,15 +228,19 @@ impl Compiler {
         &self.limits
     }
 
+    /// The source as rustc will see it, or the policy's refusal.
+    fn police(&self, source: &[u8]) -> Result<String, CompileError> {
+        policy::check(source, self.limits.max_source_bytes).map_err(|v| CompileError {
+            class: ErrorClass::Policy,
+            message: v.to_string(),
+        })
+    }
+
     /// Compile one hypothesis source.
     pub fn compile(&self, source: &[u8]) -> Result<Compiled, CompileError> {
         let started = Instant::now();
         let source_hash = hypoforge_spec::source_hash(source);
-        let checked =
-            policy::check(source, self.limits.max_source_bytes).map_err(|v| CompileError {
-                class: ErrorClass::Policy,
-                message: v.to_string(),
-            })?;
+        let checked = self.police(source)?;
         let key = hex::encode(Sha256::digest(format!("{}\n{checked}", self.recipe_digest)));
         if let Some(hit) = self.cached(&key) {
             return hit.map(|wasm| Compiled {
@@ -173,9 +252,11 @@ impl Compiler {
         }
         let outcome = rustc::Invocation {
             rustc: &self.rustc,
-            guest_libs: &self.guest_libs,
+            libs: &self.guest_libs,
             sdk_rlib: &self.sdk_rlib,
             limits: &self.limits,
+            output: rustc::Output::Wasm,
+            linker: None,
         }
         .run(&checked);
         self.remember(&key, &outcome);
@@ -274,8 +355,27 @@ fn check_toolchain(rustc: &Path) -> Result<(), CompileError> {
 }
 
 fn guest_libs_digest() -> String {
+    libs_digest(GUEST_LIBS)
+}
+
+/// The digest of the embedded native libraries, and of everything else that decides a native
+/// build (the cache key's recipe); computed once, as the libraries are megabytes.
+fn native_recipe() -> &'static (String, String) {
+    static RECIPE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    RECIPE.get_or_init(|| {
+        let libs = libs_digest(NATIVE_LIBS);
+        let recipe = hex::encode(Sha256::digest(format!(
+            "{RECIPE_VERSION}\n{BUILD_RUSTC_VERSION}\n{libs}\n{NATIVE_TARGET}\n{:?}\n{}",
+            guest::NATIVE_CODEGEN,
+            guest::NATIVE_LIBRARY_RUSTFLAGS
+        )));
+        (libs, recipe)
+    })
+}
+
+fn libs_digest(libs: &[(&str, &[u8])]) -> String {
     let mut h = Sha256::new();
-    for (name, bytes) in GUEST_LIBS {
+    for (name, bytes) in libs {
         h.update(name.as_bytes());
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
@@ -284,24 +384,49 @@ fn guest_libs_digest() -> String {
 }
 
 /// Write the embedded rlibs into `dir` once; concurrent writers each rename a complete copy.
-fn unpack_guest_libs(dir: &Path) -> Result<PathBuf, CompileError> {
+fn unpack_libs(libs: &[(&str, &[u8])], dir: &Path) -> Result<PathBuf, CompileError> {
     let complete = dir.join(".complete");
     if complete.exists() {
         return Ok(dir.to_path_buf());
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| io_error(format!("cannot create {}: {e}", dir.display())))?;
-    for (name, bytes) in GUEST_LIBS {
-        write_atomically(&dir.join(name), bytes).map_err(|e| {
-            io_error(format!(
-                "cannot unpack the guest SDK into {}: {e}",
-                dir.display()
-            ))
-        })?;
+    for (name, bytes) in libs {
+        write_atomically(&dir.join(name), bytes)
+            .map_err(|e| io_error(format!("cannot unpack the SDK into {}: {e}", dir.display())))?;
     }
     write_atomically(&complete, b"")
         .map_err(|e| io_error(format!("cannot write {}: {e}", complete.display())))?;
     Ok(dir.to_path_buf())
+}
+
+/// The C linker native builds use: `HYPOFORGE_LINKER`, else `cc` on `PATH`.
+fn locate_linker() -> Result<PathBuf, CompileError> {
+    if let Some(linker) = std::env::var_os("HYPOFORGE_LINKER") {
+        let linker = PathBuf::from(linker);
+        if !linker.is_file() {
+            return Err(CompileError {
+                class: ErrorClass::Toolchain,
+                message: format!(
+                    "HYPOFORGE_LINKER names {}, which is not a file; point it at a C compiler \
+                     driver such as /usr/bin/cc, or unset it to use `cc` on PATH",
+                    linker.display()
+                ),
+            });
+        }
+        return Ok(linker);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("cc"))
+        .find(|cc| cc.is_file())
+        .ok_or_else(|| CompileError {
+            class: ErrorClass::Toolchain,
+            message: "native plugins are linked by a C compiler driver, and there is no `cc` on \
+                      PATH; install one (Debian: `apt install gcc`) or set HYPOFORGE_LINKER to it"
+                .into(),
+        })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -33,6 +33,15 @@ const FORBIDDEN_IDENTS: &[(&str, &str)] = &[
         "extern",
         "`extern` crates, blocks and functions are not allowed; the SDK is already linked",
     ),
+    // The SDK's ABI halves turn addresses into slices; only its export macros call them.
+    (
+        "__abi",
+        "the SDK's plugin ABI is internal; export with `activation!` and friends",
+    ),
+    (
+        "__native",
+        "the SDK's native ABI is internal; export with `activation!` and friends",
+    ),
 ];
 
 /// Attributes that change how or where code is linked, loaded or exported.
@@ -329,6 +338,16 @@ mod tests {
         );
         assert!(reject("mod helper;").message.contains("mod name;"));
         assert!(reject("extern crate std;").message.contains("extern"));
+        assert!(
+            reject("fn f() { hypoforge_sdk::__abi::free(8, 8) }")
+                .message
+                .contains("internal")
+        );
+        assert!(
+            reject("use hypoforge_sdk::__native as n;")
+                .message
+                .contains("internal")
+        );
         assert!(
             reject("extern \"C\" { fn getpid() -> i32; }")
                 .message

@@ -23,15 +23,30 @@ pub(crate) const HYPOTHESIS_FILE: &str = "hypothesis.rs";
 /// file, so the author controls neither.
 const CRATE_ROOT: &str = "#![no_std]\n#![forbid(unsafe_code)]\nextern crate hypoforge_sdk;\ninclude!(\"hypothesis.rs\");\n";
 
-pub(crate) struct Invocation<'a> {
-    pub rustc: &'a Path,
-    pub guest_libs: &'a Path,
-    pub sdk_rlib: &'a Path,
-    pub limits: &'a Limits,
+/// What one build produces: the WebAssembly module, or the native shared library of the fast
+/// path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    Wasm,
+    /// Built with `linker` (a C compiler driver), for the machine hypoforge runs on.
+    Native,
 }
 
+pub(crate) struct Invocation<'a> {
+    pub rustc: &'a Path,
+    pub libs: &'a Path,
+    pub sdk_rlib: &'a Path,
+    pub limits: &'a Limits,
+    pub output: Output,
+    /// The C linker for a native build (rustc's environment is empty, so it is named).
+    pub linker: Option<&'a Path>,
+}
+
+/// Largest native library accepted: the SDK, the author's code and the standard library.
+const MAX_NATIVE_BYTES: u64 = 64 << 20;
+
 impl Invocation<'_> {
-    /// Compile `source` to a WebAssembly module.
+    /// Compile `source` to a WebAssembly module or a native library.
     pub fn run(&self, source: &str) -> Result<Vec<u8>, CompileError> {
         let dir = tempfile::Builder::new()
             .prefix("hypoforge-rustc-")
@@ -41,7 +56,10 @@ impl Invocation<'_> {
         std::fs::write(dir.path().join(HYPOTHESIS_FILE), source)
             .and_then(|()| std::fs::write(&root, CRATE_ROOT))
             .map_err(|e| internal(format!("cannot write the hypothesis: {e}")))?;
-        let out = dir.path().join("plugin.wasm");
+        let (out, max_bytes) = match self.output {
+            Output::Wasm => (dir.path().join("plugin.wasm"), MAX_WASM_BYTES),
+            Output::Native => (dir.path().join("plugin.so"), MAX_NATIVE_BYTES),
+        };
 
         let mut cmd = Command::new(self.rustc);
         cmd.current_dir(dir.path())
@@ -54,43 +72,64 @@ impl Invocation<'_> {
                 "cdylib",
                 "--crate-name",
                 "hypothesis",
-            ])
-            .args(["--target", crate::guest::TARGET, "--color", "never"])
-            .args([
+                "--color",
+                "never",
                 "-C",
                 "opt-level=3",
                 "-C",
-                "panic=abort",
-                "-C",
                 "debuginfo=0",
-                "-C",
-                crate::guest::TARGET_FEATURES,
-            ])
-            .args(
-                crate::guest::HYPOTHESIS_CODEGEN
-                    .iter()
-                    .flat_map(|flag| ["-C", flag]),
-            )
-            .args([
-                "-C",
-                "strip=symbols",
-                "-C",
-                "codegen-units=1",
-                "-A",
-                "warnings",
-            ])
-            .arg("--extern")
-            .arg(format!("hypoforge_sdk={}", self.sdk_rlib.display()))
-            .arg("-L")
-            .arg(format!("dependency={}", self.guest_libs.display()))
-            .arg("root.rs")
-            .arg("-o")
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout kills rustc and the linker it spawned.
-            .process_group(0);
+            ]);
+        match self.output {
+            Output::Wasm => {
+                cmd.args(["--target", crate::guest::TARGET])
+                    .args(["-C", "panic=abort", "-C", crate::guest::TARGET_FEATURES])
+                    .args(
+                        crate::guest::HYPOTHESIS_CODEGEN
+                            .iter()
+                            .flat_map(|flag| ["-C", flag]),
+                    );
+            }
+            Output::Native => {
+                cmd.args(["--target", crate::NATIVE_TARGET])
+                    .args(["-C", "panic=unwind", "--cfg", "hypoforge_native"])
+                    .args(
+                        crate::guest::NATIVE_CODEGEN
+                            .iter()
+                            .flat_map(|flag| ["-C", flag]),
+                    );
+                if let Some(linker) = self.linker {
+                    cmd.arg("-C").arg(format!("linker={}", linker.display()));
+                    // The linker driver finds its assembler and loader through PATH.
+                    let mut path = std::ffi::OsString::new();
+                    if let Some(dir) = linker.parent() {
+                        path.push(dir);
+                        path.push(":");
+                    }
+                    path.push("/usr/bin:/bin");
+                    cmd.env("PATH", path);
+                }
+            }
+        }
+        cmd.args([
+            "-C",
+            "strip=symbols",
+            "-C",
+            "codegen-units=1",
+            "-A",
+            "warnings",
+        ])
+        .arg("--extern")
+        .arg(format!("hypoforge_sdk={}", self.sdk_rlib.display()))
+        .arg("-L")
+        .arg(format!("dependency={}", self.libs.display()))
+        .arg("root.rs")
+        .arg("-o")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills rustc and the linker it spawned.
+        .process_group(0);
         let memory = self.limits.rustc_memory_bytes;
         let cpu = self.limits.rustc_timeout.as_secs() + 2;
         // SAFETY: the closure only calls async-signal-safe setrlimit between fork and exec.
@@ -98,7 +137,7 @@ impl Invocation<'_> {
             cmd.pre_exec(move || {
                 set_limit(libc::RLIMIT_AS, memory)?;
                 set_limit(libc::RLIMIT_CPU, cpu)?;
-                set_limit(libc::RLIMIT_FSIZE, MAX_WASM_BYTES * 4)?;
+                set_limit(libc::RLIMIT_FSIZE, max_bytes * 4)?;
                 set_limit(libc::RLIMIT_CORE, 0)?;
                 set_limit(libc::RLIMIT_NOFILE, 256)?;
                 Ok(())
@@ -131,16 +170,19 @@ impl Invocation<'_> {
             ));
         }
         let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-        if len > MAX_WASM_BYTES {
+        if len > max_bytes {
             return Err(CompileError {
                 class: ErrorClass::CompileResourceLimit,
-                message: format!("the module is {len} bytes; the limit is {MAX_WASM_BYTES}"),
+                message: format!("the build is {len} bytes; the limit is {max_bytes}"),
             });
         }
-        let wasm = std::fs::read(&out)
-            .map_err(|e| internal(format!("rustc succeeded but left no module: {e}")))?;
-        crate::selects::rewrite(&wasm)
-            .map_err(|e| internal(format!("cannot rewrite the module's float selects: {e}")))
+        let bytes = std::fs::read(&out)
+            .map_err(|e| internal(format!("rustc succeeded but left no output: {e}")))?;
+        match self.output {
+            Output::Wasm => crate::selects::rewrite(&bytes)
+                .map_err(|e| internal(format!("cannot rewrite the module's float selects: {e}"))),
+            Output::Native => Ok(bytes),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! its trial alone, so the results are the same whatever the number of threads.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hypoforge_plugin::{Plugin, PluginLimits};
@@ -140,6 +140,31 @@ impl TrialCache for RunLog {
     }
 }
 
+/// Another way to run a component's trials on the CPU (the native fast path's worker
+/// processes). It must give what [`run_trial`] gives, bit for bit; it is trusted with an
+/// entrant only after showing that.
+pub trait TrialEngine: Sync + std::fmt::Debug {
+    /// Run `entrant`'s trial, or `None` to leave it to the sandbox (an entrant this engine
+    /// does not hold). Called from any thread.
+    fn run_trial(&self, entrant: &Entrant, trial: &EngineTrial<'_>) -> Option<RunOutcome>;
+}
+
+/// One trial, as a [`TrialEngine`] is handed it.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineTrial<'a> {
+    /// Unique to one evaluation in this process: with `task_index` it names `dataset`, which
+    /// does not change within an evaluation, so an engine may send it to a worker once.
+    pub evaluation: u64,
+    pub task_index: usize,
+    pub task: &'a Task,
+    pub dataset: &'a Dataset,
+    pub seed: u64,
+    pub time_limit: Option<Duration>,
+}
+
+/// Numbers evaluations for [`EngineTrial::evaluation`].
+static EVALUATIONS: AtomicU64 = AtomicU64::new(0);
+
 /// What to run: the kind under test, the suite, how many seeds, and with which limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan<'a> {
@@ -156,6 +181,9 @@ pub struct Plan<'a> {
     /// Where trials train: `None` for the CPU path (the reference), or a batch device, which
     /// trains every (component, seed) of a task at once and hands back what it cannot take.
     pub device: Option<&'a dyn BatchDevice>,
+    /// Runs the CPU path's trials of the entrants it holds (the native fast path); the rest,
+    /// and all of them without one, run in the sandbox.
+    pub engine: Option<&'a dyn TrialEngine>,
 }
 
 /// Evaluate `entrants` (baselines and candidates of `plan.kind`) on `plan.seeds` seeds of every
@@ -186,6 +214,7 @@ pub fn evaluate_cached(
         limits,
         trial_time_limit,
         device,
+        engine,
     } = *plan;
     if seeds == 0 {
         return Err(RunnerError::NoSeeds);
@@ -211,6 +240,7 @@ pub fn evaluate_cached(
     let jobs: Vec<(usize, usize)> = (0..trials.len())
         .flat_map(|t| (0..entrants.len()).map(move |e| (t, e)))
         .collect();
+    let evaluation = EVALUATIONS.fetch_add(1, Ordering::Relaxed);
     let done = AtomicUsize::new(0);
     // The first cache error; the jobs after it are skipped rather than trained and lost.
     let stopped = AtomicBool::new(false);
@@ -312,16 +342,29 @@ pub fn evaluate_cached(
             if stopped.load(Ordering::Relaxed) {
                 return None;
             }
-            let (task, seed) = trials[t];
-            let outcome = run_trial(
-                &suite.tasks[task],
-                &data[task],
+            let (task_index, seed) = trials[t];
+            let (task, dataset) = (&suite.tasks[task_index], &data[task_index]);
+            let trial = EngineTrial {
+                evaluation,
+                task_index,
+                task,
+                dataset,
                 seed,
-                &entrants[e].plugin,
-                sandbox,
-                limits,
-                trial_time_limit,
-            );
+                time_limit: trial_time_limit,
+            };
+            let outcome = engine
+                .and_then(|engine| engine.run_trial(&entrants[e], &trial))
+                .unwrap_or_else(|| {
+                    run_trial(
+                        task,
+                        dataset,
+                        seed,
+                        &entrants[e].plugin,
+                        sandbox,
+                        limits,
+                        trial_time_limit,
+                    )
+                });
             finish(j, outcome)
         })
         .collect();
@@ -455,6 +498,7 @@ mod tests {
             limits: PluginLimits::default(),
             trial_time_limit: None,
             device: None,
+            engine: None,
         };
         evaluate(&plan, entrants, Sandbox::shared().unwrap(), &|_, _| {})
     }
@@ -484,6 +528,7 @@ mod tests {
             limits: PluginLimits::default(),
             trial_time_limit: None,
             device: None,
+            engine: None,
         };
         let eval = evaluate(&plan, &entrants, Sandbox::shared().unwrap(), &|_, _| {}).unwrap();
         let by_name = |name: &str| eval.results.iter().find(|r| r.name == name).unwrap();
@@ -615,6 +660,7 @@ mod tests {
                 limits: PluginLimits::default(),
                 trial_time_limit: None,
                 device,
+                engine: None,
             };
             let cache = RunningOut::default();
             let result = evaluate_cached(
@@ -668,6 +714,7 @@ mod tests {
             limits,
             trial_time_limit: Some(Duration::from_millis(150)),
             device: None,
+            engine: None,
         };
         let started = std::time::Instant::now();
         let eval = evaluate(&plan, &entrants, Sandbox::shared().unwrap(), &|_, _| {}).unwrap();

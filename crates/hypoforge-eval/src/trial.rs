@@ -73,19 +73,46 @@ impl Regularizer for PluginRegularizer {
     }
 }
 
-/// Fit a preprocessor plugin on the training rows and transform both sets with it.
+/// A preprocessor in the data slot: fitted on the training rows, then applied to both sets.
+pub trait Preprocess {
+    /// Fit on a row-major `rows × cols` matrix; returns the output width.
+    fn fit(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<usize, RunFailure>;
+    /// Transform a row-major `rows × cols` matrix into `out` (`rows × width`).
+    fn transform(
+        &mut self,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), RunFailure>;
+}
+
+impl Preprocess for hypoforge_plugin::Preprocessor {
+    fn fit(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<usize, RunFailure> {
+        hypoforge_plugin::Preprocessor::fit(self, data, rows, cols).map_err(sandbox_failure)
+    }
+    fn transform(
+        &mut self,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), RunFailure> {
+        hypoforge_plugin::Preprocessor::transform(self, data, rows, cols, out)
+            .map_err(sandbox_failure)
+    }
+}
+
+/// Fit a preprocessor on the training rows and transform both sets with it.
 pub fn apply_preprocessor(
-    pre: &mut hypoforge_plugin::Preprocessor,
+    pre: &mut dyn Preprocess,
     train: &mut Examples,
     valid: &mut Examples,
 ) -> Result<(), RunFailure> {
-    let width = pre
-        .fit(&train.features, train.rows, train.cols)
-        .map_err(sandbox_failure)?;
+    let width = pre.fit(&train.features, train.rows, train.cols)?;
     for (name, set) in [("training", train), ("validation", valid)] {
         let mut out = Vec::new();
-        pre.transform(&set.features, set.rows, set.cols, &mut out)
-            .map_err(sandbox_failure)?;
+        pre.transform(&set.features, set.rows, set.cols, &mut out)?;
         if let Some(i) = out.iter().position(|v| !v.is_finite()) {
             return Err(RunFailure {
                 class: ErrorClass::InvalidBehaviour,
@@ -101,6 +128,92 @@ pub fn apply_preprocessor(
         set.cols = width;
     }
     Ok(())
+}
+
+/// The component under test, in its slot; the other slots take their reference form.
+pub enum Slot<'a> {
+    Activation(&'a mut dyn Activation),
+    Preprocessor(&'a mut dyn Preprocess),
+    Regularizer(&'a mut dyn Regularizer),
+}
+
+impl std::fmt::Debug for Slot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Slot::Activation(_) => "Slot::Activation",
+            Slot::Preprocessor(_) => "Slot::Preprocessor",
+            Slot::Regularizer(_) => "Slot::Regularizer",
+        })
+    }
+}
+
+/// Train with `slot`'s component on trial `(dataset, seed)` under `config`: the split, the
+/// default standardization (unless the slot is the preprocessor), the model and the training
+/// run. This is the trial itself, whichever engine runs the component.
+pub fn train_in_slot(
+    config: &model::TrainConfig,
+    validation_fraction: f64,
+    dataset: &Dataset,
+    seed: u64,
+    slot: Slot<'_>,
+) -> Result<model::TrainResult, RunFailure> {
+    let objective = prepare::objective(dataset);
+    let (mut train, mut valid) = prepare::split(dataset, validation_fraction, seed);
+    let mut relu = NativeActivation::Relu;
+    match slot {
+        Slot::Activation(act) => {
+            prepare::standardize(&mut train, &mut valid);
+            model::train(config, objective, &train, &valid, seed, act, None)
+        }
+        Slot::Preprocessor(pre) => {
+            apply_preprocessor(pre, &mut train, &mut valid)?;
+            model::train(config, objective, &train, &valid, seed, &mut relu, None)
+        }
+        Slot::Regularizer(reg) => {
+            prepare::standardize(&mut train, &mut valid);
+            model::train(
+                config,
+                objective,
+                &train,
+                &valid,
+                seed,
+                &mut relu,
+                Some(reg),
+            )
+        }
+    }
+}
+
+/// A trial's result as its outcome; a deadline failure past `time_limit` says so.
+pub fn outcome(
+    result: Result<model::TrainResult, RunFailure>,
+    time_limit: Option<Duration>,
+    elapsed: Duration,
+) -> RunOutcome {
+    match result {
+        Ok(r) => RunOutcome::Finished {
+            val_loss: r.val_loss,
+            val_accuracy: r.val_accuracy,
+        },
+        Err(e) => {
+            let cause = match time_limit {
+                Some(limit) if e.class == ErrorClass::Deadline && elapsed >= limit => {
+                    time_limit_cause(limit)
+                }
+                _ => e.to_string(),
+            };
+            RunOutcome::Failed { cause }
+        }
+    }
+}
+
+/// Why a trial that ran past `limit` failed.
+pub fn time_limit_cause(limit: Duration) -> String {
+    format!(
+        "{}: the trial ran past its time limit of {} s",
+        ErrorClass::Deadline,
+        limit.as_secs_f64()
+    )
 }
 
 /// Train one component on one trial `(task, seed)` and report how it did. Components outside
@@ -124,25 +237,8 @@ pub fn run_trial(
         let end = started + limit;
         limits.sandbox.expires_at = Some(limits.sandbox.expires_at.map_or(end, |t| t.min(end)));
     }
-    match try_trial(task, dataset, seed, component, sandbox, limits) {
-        Ok(r) => RunOutcome::Finished {
-            val_loss: r.val_loss,
-            val_accuracy: r.val_accuracy,
-        },
-        Err(e) => {
-            let cause = match time_limit {
-                Some(limit) if e.class == ErrorClass::Deadline && started.elapsed() >= limit => {
-                    format!(
-                        "{}: the trial ran past its time limit of {} s",
-                        e.class,
-                        limit.as_secs_f64()
-                    )
-                }
-                _ => e.to_string(),
-            };
-            RunOutcome::Failed { cause }
-        }
-    }
+    let result = try_trial(task, dataset, seed, component, sandbox, limits);
+    outcome(result, time_limit, started.elapsed())
 }
 
 fn try_trial(
@@ -153,50 +249,35 @@ fn try_trial(
     sandbox: &Sandbox,
     limits: PluginLimits,
 ) -> Result<model::TrainResult, RunFailure> {
-    let objective = prepare::objective(dataset);
-    let (mut train, mut valid) = prepare::split(dataset, task.validation_fraction, seed);
-    let mut relu = NativeActivation::Relu;
+    let (config, fraction) = (&task.train, task.validation_fraction);
     match component.meta().kind {
         ComponentKind::Activation => {
-            prepare::standardize(&mut train, &mut valid);
             let mut act = PluginActivation(
                 component
                     .activation(sandbox, limits)
                     .map_err(plugin_failure)?,
             );
-            model::train(&task.train, objective, &train, &valid, seed, &mut act, None)
+            train_in_slot(config, fraction, dataset, seed, Slot::Activation(&mut act))
         }
         ComponentKind::Preprocessor => {
             let mut pre = component
                 .preprocessor(sandbox, limits)
                 .map_err(plugin_failure)?;
-            apply_preprocessor(&mut pre, &mut train, &mut valid)?;
-            model::train(
-                &task.train,
-                objective,
-                &train,
-                &valid,
+            train_in_slot(
+                config,
+                fraction,
+                dataset,
                 seed,
-                &mut relu,
-                None,
+                Slot::Preprocessor(&mut pre),
             )
         }
         ComponentKind::Regularizer => {
-            prepare::standardize(&mut train, &mut valid);
             let mut reg = PluginRegularizer(
                 component
                     .regularizer(sandbox, limits)
                     .map_err(plugin_failure)?,
             );
-            model::train(
-                &task.train,
-                objective,
-                &train,
-                &valid,
-                seed,
-                &mut relu,
-                Some(&mut reg),
-            )
+            train_in_slot(config, fraction, dataset, seed, Slot::Regularizer(&mut reg))
         }
     }
 }

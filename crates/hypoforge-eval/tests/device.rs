@@ -83,6 +83,7 @@ fn evaluate(
         limits: PluginLimits::default(),
         trial_time_limit: None,
         device,
+        engine: None,
     };
     let recorder = runner::RunLog::default();
     let evaluation = runner::evaluate_cached(

@@ -965,6 +965,7 @@ fn evaluate(
         limits: ctx.limits(),
         trial_time_limit: ctx.trial_time_limit(),
         device: ctx.device,
+        engine: None,
     };
     let total = suite.tasks.len() as u64 * seeds * entrants.len() as u64;
     ctx.observer.stage(label, total);

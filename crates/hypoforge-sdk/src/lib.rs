@@ -29,6 +29,10 @@ extern crate alloc;
 #[doc(hidden)]
 #[path = "abi.rs"]
 pub mod __abi;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+#[path = "native.rs"]
+pub mod __native;
 mod elementary;
 pub mod math;
 mod matrix;
@@ -124,6 +128,20 @@ macro_rules! preprocessor {
                 $crate::__abi::preprocessor_transform::<$t>(&STATE, data, rows, cols, out)
             }
         };
+        #[cfg(all(hypoforge_native, not(target_arch = "wasm32")))]
+        const _: () = {
+            struct Exports;
+            impl $crate::__native::PreprocessorExports for Exports {
+                const META: &'static [u8] = &$crate::__export_meta!("preprocessor", $name, "none");
+                type State = $t;
+            }
+            static TABLE: $crate::__native::Table =
+                $crate::__native::preprocessor_table::<Exports>();
+            #[unsafe(no_mangle)]
+            pub extern "C" fn hypoforge_native_table() -> &'static $crate::__native::Table {
+                &TABLE
+            }
+        };
     };
 }
 
@@ -143,6 +161,25 @@ macro_rules! regularizer {
             #[unsafe(no_mangle)]
             pub extern "C" fn hf_reg_gradient(data: i32, rows: i32, cols: i32, out: i32) -> i32 {
                 $crate::__abi::regularizer_gradient(data, rows, cols, out, |w, g| $g(w, g))
+            }
+        };
+        #[cfg(all(hypoforge_native, not(target_arch = "wasm32")))]
+        const _: () = {
+            struct Exports;
+            impl $crate::__native::RegularizerExports for Exports {
+                const META: &'static [u8] = &$crate::__export_meta!("regularizer", $name, "author");
+                fn penalty(w: $crate::Matrix<'_>) -> f32 {
+                    $p(w)
+                }
+                fn gradient(w: $crate::Matrix<'_>, out: &mut [f32]) {
+                    $g(w, out)
+                }
+            }
+            static TABLE: $crate::__native::Table =
+                $crate::__native::regularizer_table::<Exports>();
+            #[unsafe(no_mangle)]
+            pub extern "C" fn hypoforge_native_table() -> &'static $crate::__native::Table {
+                &TABLE
             }
         };
     };
@@ -173,6 +210,28 @@ macro_rules! __export_activation {
                 $crate::__abi::activation_apply_both(input, output, slope, n, $both)
             }
         };
+        #[cfg(all(hypoforge_native, not(target_arch = "wasm32")))]
+        const _: () = {
+            struct Exports;
+            impl $crate::__native::ActivationExports for Exports {
+                const META: &'static [u8] =
+                    &$crate::__export_meta!("activation", $name, $derivative);
+                fn forward(x: f32) -> f32 {
+                    ($forward)(x)
+                }
+                fn derivative(x: f32) -> f32 {
+                    ($backward)(x)
+                }
+                fn both(x: f32) -> (f32, f32) {
+                    ($both)(x)
+                }
+            }
+            static TABLE: $crate::__native::Table = $crate::__native::activation_table::<Exports>();
+            #[unsafe(no_mangle)]
+            pub extern "C" fn hypoforge_native_table() -> &'static $crate::__native::Table {
+                &TABLE
+            }
+        };
     };
 }
 
@@ -186,21 +245,10 @@ macro_rules! __export_common {
             #[used]
             static ABI: [u8; 4] = $crate::__abi::ABI_SECTION;
 
-            const META: &[&str] = &[
-                "kind=",
-                $kind,
-                "\nname=",
-                $name,
-                "\nderivative=",
-                $derivative,
-                "\nsdk=",
-                $crate::__abi::SDK_VERSION,
-                "\n",
-            ];
             #[unsafe(link_section = "hypoforge.meta")]
             #[used]
-            static META_SECTION: [u8; $crate::__abi::concat_len(META)] =
-                $crate::__abi::concat_bytes(META);
+    static META_SECTION: [u8; $crate::__export_meta!(len $kind, $name, $derivative)] =
+                $crate::__export_meta!($kind, $name, $derivative);
 
             #[unsafe(no_mangle)]
             pub extern "C" fn hf_alloc(bytes: i32) -> i32 {
@@ -215,5 +263,32 @@ macro_rules! __export_common {
                 $crate::__abi::panic_message()
             }
         };
+    };
+}
+
+/// The `hypoforge.meta` lines of a plugin, as a byte array (or, after `len`, its length).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_meta {
+    (@parts $kind:literal, $name:literal, $derivative:literal) => {
+        &[
+            "kind=",
+            $kind,
+            "\nname=",
+            $name,
+            "\nderivative=",
+            $derivative,
+            "\nsdk=",
+            $crate::__abi::SDK_VERSION,
+            "\n",
+        ]
+    };
+    (len $kind:literal, $name:literal, $derivative:literal) => {
+        $crate::__abi::concat_len($crate::__export_meta!(@parts $kind, $name, $derivative))
+    };
+    ($kind:literal, $name:literal, $derivative:literal) => {
+        $crate::__abi::concat_bytes::<{ $crate::__export_meta!(len $kind, $name, $derivative) }>(
+            $crate::__export_meta!(@parts $kind, $name, $derivative),
+        )
     };
 }

@@ -109,6 +109,9 @@ pub enum ErrorClass {
     Panic,
     /// Any other WebAssembly trap (out-of-bounds access, integer division by zero, ...).
     Trap,
+    /// The native fast path's worker process died running the plugin (a signal: a stack
+    /// overflow, an abort, a wild access).
+    Crash,
     /// The plugin ran but gave wrong results: a property check failed.
     InvalidBehaviour,
     /// A fault in hypoforge itself.
@@ -134,6 +137,7 @@ impl ErrorClass {
             ErrorClass::StackOverflow => "stack_overflow",
             ErrorClass::Panic => "panic",
             ErrorClass::Trap => "trap",
+            ErrorClass::Crash => "crash",
             ErrorClass::InvalidBehaviour => "invalid_behaviour",
             ErrorClass::Internal => "internal",
         }

@@ -105,6 +105,7 @@ fn time(
         limits: PluginLimits::default(),
         trial_time_limit: None,
         device,
+        engine: None,
     };
     let recorder = runner::RunLog::default();
     let start = Instant::now();
