@@ -57,7 +57,8 @@ pub struct Args {
     data_dir: Option<PathBuf>,
     /// Wall-clock limit on one component's trial, in seconds; a trial past it is lost (a
     /// deadline). A backstop against plugins that are slow on every element, not a race: quick
-    /// suite trials take well under a second. 0 turns it off.
+    /// suite trials take well under a second. 0 turns it off (with --engine native, where no
+    /// instruction budget stops a plugin that loops forever, 0 means 10 minutes).
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     trial_timeout: f64,
     /// Where trials train: cpu (the reference), cuda (a GPU, or an error) or auto (a GPU when

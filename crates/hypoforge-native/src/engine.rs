@@ -406,6 +406,8 @@ struct Worker {
     stdin: BufWriter<ChildStdin>,
     stdout: ChildStdout,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread keeping `stderr`; it ends when the worker does.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     loaded: HashSet<u32>,
     datasets: HashSet<u32>,
 }
@@ -444,7 +446,7 @@ impl Worker {
         let mut pipe = child.stderr.take().expect("piped");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let kept = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 1024];
             while let Ok(n @ 1..) = pipe.read(&mut buf) {
                 let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
@@ -458,6 +460,7 @@ impl Worker {
             stdin,
             stdout,
             stderr,
+            stderr_reader: Some(stderr_reader),
             loaded: HashSet::new(),
             datasets: HashSet::new(),
         })
@@ -583,11 +586,18 @@ impl Worker {
             },
             Err(_) => "status unknown".into(),
         };
-        // The stderr thread may still be reading the last words.
-        std::thread::sleep(Duration::from_millis(20));
+        // The worker is gone, so its stderr ends: wait for the last words.
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
         let tail = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
-        let text = String::from_utf8_lossy(&tail);
-        let text = text.trim();
+        // One line, as a trial's cause is printed.
+        let text = String::from_utf8_lossy(&tail)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::BrokenPipe {
             WorkerError::Died {
                 status,

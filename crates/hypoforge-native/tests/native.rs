@@ -326,6 +326,7 @@ fn a_crash_or_a_hang_fails_its_trial_and_the_engine_goes_on() {
             "{cause}"
         );
         assert!(cause.contains("overflowed its stack"), "{cause}");
+        assert!(!cause.contains('\n'), "one line: {cause}");
         assert_eq!(
             outcome(3, seed),
             &RunOutcome::Failed {
