@@ -134,11 +134,7 @@ impl Compiler {
             GUEST_LIBS,
             &root.join("guest-libs").join(&libs_digest[..16]),
         )?;
-        let sdk_rlib = GUEST_LIBS
-            .iter()
-            .find(|(name, _)| name.starts_with("libhypoforge_sdk"))
-            .map(|(name, _)| guest_libs.join(name))
-            .ok_or_else(|| internal("the embedded guest libraries lack hypoforge_sdk".into()))?;
+        let sdk_rlib = sdk_rlib(GUEST_LIBS, &guest_libs)?;
         let modules = match cache_dir {
             Some(_) => {
                 let dir = root.join("modules");
@@ -193,19 +189,14 @@ impl Compiler {
             NATIVE_LIBS,
             &self.native_root.join("sdk").join(&libs_digest[..16]),
         )?;
-        let sdk_rlib = NATIVE_LIBS
-            .iter()
-            .find(|(name, _)| name.starts_with("libhypoforge_sdk"))
-            .map(|(name, _)| libs.join(name))
-            .ok_or_else(|| internal("the embedded native libraries lack hypoforge_sdk".into()))?;
+        let sdk_rlib = sdk_rlib(NATIVE_LIBS, &libs)?;
         let linker = locate_linker()?;
         let bytes = rustc::Invocation {
             rustc: &self.rustc,
             libs: &libs,
             sdk_rlib: &sdk_rlib,
             limits: &self.limits,
-            output: rustc::Output::Native,
-            linker: Some(&linker),
+            output: rustc::Output::Native { linker: &linker },
         }
         .run(&checked)?;
         std::fs::create_dir_all(&dir)
@@ -256,7 +247,6 @@ impl Compiler {
             sdk_rlib: &self.sdk_rlib,
             limits: &self.limits,
             output: rustc::Output::Wasm,
-            linker: None,
         }
         .run(&checked);
         self.remember(&key, &outcome);
@@ -381,6 +371,14 @@ fn libs_digest(libs: &[(&str, &[u8])]) -> String {
         h.update(bytes);
     }
     hex::encode(h.finalize())
+}
+
+/// Where the SDK's own rlib of `libs`, unpacked in `dir`, lies.
+fn sdk_rlib(libs: &[(&str, &[u8])], dir: &Path) -> Result<PathBuf, CompileError> {
+    libs.iter()
+        .find(|(name, _)| name.starts_with("libhypoforge_sdk"))
+        .map(|(name, _)| dir.join(name))
+        .ok_or_else(|| internal("the embedded libraries lack hypoforge_sdk".into()))
 }
 
 /// Write the embedded rlibs into `dir` once; concurrent writers each rename a complete copy.

@@ -26,10 +26,13 @@ const CRATE_ROOT: &str = "#![no_std]\n#![forbid(unsafe_code)]\nextern crate hypo
 /// What one build produces: the WebAssembly module, or the native shared library of the fast
 /// path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Output {
+pub(crate) enum Output<'a> {
     Wasm,
-    /// Built with `linker` (a C compiler driver), for the machine hypoforge runs on.
-    Native,
+    /// For the machine hypoforge runs on, linked by `linker` (a C compiler driver; rustc's
+    /// environment is empty, so it is named).
+    Native {
+        linker: &'a Path,
+    },
 }
 
 pub(crate) struct Invocation<'a> {
@@ -37,9 +40,7 @@ pub(crate) struct Invocation<'a> {
     pub libs: &'a Path,
     pub sdk_rlib: &'a Path,
     pub limits: &'a Limits,
-    pub output: Output,
-    /// The C linker for a native build (rustc's environment is empty, so it is named).
-    pub linker: Option<&'a Path>,
+    pub output: Output<'a>,
 }
 
 /// Largest native library accepted: the SDK, the author's code and the standard library.
@@ -58,7 +59,7 @@ impl Invocation<'_> {
             .map_err(|e| internal(format!("cannot write the hypothesis: {e}")))?;
         let (out, max_bytes) = match self.output {
             Output::Wasm => (dir.path().join("plugin.wasm"), MAX_WASM_BYTES),
-            Output::Native => (dir.path().join("plugin.so"), MAX_NATIVE_BYTES),
+            Output::Native { .. } => (dir.path().join("plugin.so"), MAX_NATIVE_BYTES),
         };
 
         let mut cmd = Command::new(self.rustc);
@@ -89,25 +90,24 @@ impl Invocation<'_> {
                             .flat_map(|flag| ["-C", flag]),
                     );
             }
-            Output::Native => {
+            Output::Native { linker } => {
                 cmd.args(["--target", crate::NATIVE_TARGET])
                     .args(["-C", "panic=unwind", "--cfg", "hypoforge_native"])
                     .args(
                         crate::guest::NATIVE_CODEGEN
                             .iter()
                             .flat_map(|flag| ["-C", flag]),
-                    );
-                if let Some(linker) = self.linker {
-                    cmd.arg("-C").arg(format!("linker={}", linker.display()));
-                    // The linker driver finds its assembler and loader through PATH.
-                    let mut path = std::ffi::OsString::new();
-                    if let Some(dir) = linker.parent() {
-                        path.push(dir);
-                        path.push(":");
-                    }
-                    path.push("/usr/bin:/bin");
-                    cmd.env("PATH", path);
+                    )
+                    .arg("-C")
+                    .arg(format!("linker={}", linker.display()));
+                // The linker driver finds its assembler and loader through PATH.
+                let mut path = std::ffi::OsString::new();
+                if let Some(dir) = linker.parent() {
+                    path.push(dir);
+                    path.push(":");
                 }
+                path.push("/usr/bin:/bin");
+                cmd.env("PATH", path);
             }
         }
         cmd.args([
@@ -181,7 +181,7 @@ impl Invocation<'_> {
         match self.output {
             Output::Wasm => crate::selects::rewrite(&bytes)
                 .map_err(|e| internal(format!("cannot rewrite the module's float selects: {e}"))),
-            Output::Native => Ok(bytes),
+            Output::Native { .. } => Ok(bytes),
         }
     }
 }

@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use hypoforge_eval::datasets::{Dataset, Target};
 use hypoforge_eval::metrics::RunOutcome;
-use hypoforge_eval::model::{Activation, Regularizer, RunFailure};
+use hypoforge_eval::model::RunFailure;
 use hypoforge_eval::runner::{EngineTrial, Entrant, TrialEngine};
-use hypoforge_eval::trial::{self, Preprocess};
+use hypoforge_eval::trial;
 use hypoforge_plugin::PluginLimits;
 use hypoforge_sandbox::Sandbox;
 use hypoforge_spec::{ComponentKind, ErrorClass};
 
-use crate::probe::{self, Probe};
+use crate::probe::{self, Handle, Probe};
 use crate::wire::{self, Op, Reply, Request, WireConfig};
 
 /// How the engine starts a worker: a program that runs [`crate::worker::main`].
@@ -159,7 +159,7 @@ impl NativeEngine {
         limits: PluginLimits,
     ) -> Verdict {
         let kind = entrant.plugin.meta().kind;
-        let mut reference = match Reference::new(entrant, sandbox, limits) {
+        let mut reference = match reference(entrant, sandbox, limits) {
             Ok(r) => r,
             Err(e) => return Verdict::Failed(format!("its WebAssembly build: {e}")),
         };
@@ -173,7 +173,14 @@ impl NativeEngine {
         }
         let (mut calls, mut values) = (0, 0);
         for (index, probe) in probe::probes(kind).iter().enumerate() {
-            let wasm = reference.call(probe);
+            let wasm = reference
+                .call(probe.op, &probe.data, probe.rows, probe.cols)
+                .unwrap_or_else(|| {
+                    Err(RunFailure {
+                        class: ErrorClass::Internal,
+                        message: format!("{:?} is not a call of a {kind}", probe.op),
+                    })
+                });
             let native = match worker.call(id, probe, limit) {
                 Ok(native) => native,
                 Err(e) => return Verdict::Failed(format!("probe {index} ({:?}): {e}", probe.op)),
@@ -333,70 +340,24 @@ fn compare(
     }
 }
 
-/// The WebAssembly build under the same calls, for the differential test.
-enum Reference {
-    Activation(trial::PluginActivation),
-    Preprocessor(hypoforge_plugin::Preprocessor),
-    Regularizer(trial::PluginRegularizer),
-}
-
-impl Reference {
-    fn new(entrant: &Entrant, sandbox: &Sandbox, limits: PluginLimits) -> Result<Self, String> {
-        let p = &entrant.plugin;
-        Ok(match p.meta().kind {
-            ComponentKind::Activation => Reference::Activation(trial::PluginActivation(
-                p.activation(sandbox, limits).map_err(|e| e.to_string())?,
-            )),
-            ComponentKind::Preprocessor => {
-                Reference::Preprocessor(p.preprocessor(sandbox, limits).map_err(|e| e.to_string())?)
-            }
-            ComponentKind::Regularizer => Reference::Regularizer(trial::PluginRegularizer(
-                p.regularizer(sandbox, limits).map_err(|e| e.to_string())?,
-            )),
-        })
-    }
-
-    fn call(&mut self, probe: &Probe) -> Result<Vec<Vec<f32>>, RunFailure> {
-        let (x, rows, cols) = (&probe.data, probe.rows, probe.cols);
-        let n = x.len();
-        match (self, probe.op) {
-            (Reference::Activation(a), Op::ActForward) => {
-                let mut y = vec![0.0; n];
-                a.forward(x, &mut y)?;
-                Ok(vec![y])
-            }
-            (Reference::Activation(a), Op::ActDerivative) => {
-                let mut dy = vec![0.0; n];
-                a.derivative(x, &mut dy)?;
-                Ok(vec![dy])
-            }
-            (Reference::Activation(a), Op::ActForwardDerivative) => {
-                let (mut y, mut dy) = (vec![0.0; n], vec![0.0; n]);
-                a.forward_with_derivative(x, &mut y, &mut dy)?;
-                Ok(vec![y, dy])
-            }
-            (Reference::Preprocessor(p), Op::PreFit) => {
-                Ok(vec![vec![Preprocess::fit(p, x, rows, cols)? as f32]])
-            }
-            (Reference::Preprocessor(p), Op::PreTransform) => {
-                let mut out = Vec::new();
-                Preprocess::transform(p, x, rows, cols, &mut out)?;
-                Ok(vec![out])
-            }
-            (Reference::Regularizer(r), Op::RegPenalty) => {
-                Ok(vec![vec![r.penalty(x, rows, cols)?]])
-            }
-            (Reference::Regularizer(r), Op::RegGradient) => {
-                let mut g = vec![0.0; n];
-                r.gradient(x, rows, cols, &mut g)?;
-                Ok(vec![g])
-            }
-            (_, op) => Err(RunFailure {
-                class: ErrorClass::Internal,
-                message: format!("{op:?} is not a call of this kind"),
-            }),
-        }
-    }
+/// The WebAssembly build of `entrant`, to answer the probe calls as the reference.
+fn reference(
+    entrant: &Entrant,
+    sandbox: &Sandbox,
+    limits: PluginLimits,
+) -> Result<Handle<'static>, String> {
+    let p = &entrant.plugin;
+    Ok(match p.meta().kind {
+        ComponentKind::Activation => Handle::Activation(Box::new(trial::PluginActivation(
+            p.activation(sandbox, limits).map_err(|e| e.to_string())?,
+        ))),
+        ComponentKind::Preprocessor => Handle::Preprocessor(Box::new(
+            p.preprocessor(sandbox, limits).map_err(|e| e.to_string())?,
+        )),
+        ComponentKind::Regularizer => Handle::Regularizer(Box::new(trial::PluginRegularizer(
+            p.regularizer(sandbox, limits).map_err(|e| e.to_string())?,
+        ))),
+    })
 }
 
 /// A worker process and what it holds.

@@ -14,6 +14,8 @@ use hypoforge_sandbox::SandboxError;
 use hypoforge_sdk::__native::{NATIVE_ABI_VERSION, TABLE_SYMBOL, Table, kind, status};
 use hypoforge_spec::{ComponentKind, PluginMeta};
 
+use crate::probe::Handle;
+
 /// Why a native library cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -104,18 +106,21 @@ impl NativePlugin {
         (self.meta.kind == ComponentKind::Activation).then_some(NativeActivation { plugin: self })
     }
 
-    /// A fresh preprocessor handle (unfitted); `None` for another kind.
-    pub fn preprocessor(&self) -> Option<NativePreprocessor<'_>> {
-        (self.meta.kind == ComponentKind::Preprocessor).then_some(NativePreprocessor {
-            plugin: self,
-            state: std::ptr::null_mut(),
-            fitted: None,
-        })
-    }
-
-    /// A regularizer handle; `None` for another kind.
-    pub fn regularizer(&self) -> Option<NativeRegularizer<'_>> {
-        (self.meta.kind == ComponentKind::Regularizer).then_some(NativeRegularizer { plugin: self })
+    /// A fresh handle of the plugin's kind.
+    pub(crate) fn handle(&self) -> Handle<'_> {
+        match self.meta.kind {
+            ComponentKind::Activation => {
+                Handle::Activation(Box::new(NativeActivation { plugin: self }))
+            }
+            ComponentKind::Preprocessor => Handle::Preprocessor(Box::new(NativePreprocessor {
+                plugin: self,
+                state: std::ptr::null_mut(),
+                fitted: None,
+            })),
+            ComponentKind::Regularizer => {
+                Handle::Regularizer(Box::new(NativeRegularizer { plugin: self }))
+            }
+        }
     }
 
     /// The error for a status code `what` returned, as the sandbox words it.

@@ -8,6 +8,8 @@
 //! columns, single rows and columns, each followed by transforms of the fitted rows and of
 //! fresh ones; for regularizers, penalties and gradients of many shapes at three scales.
 
+use hypoforge_eval::model::{Activation, Regularizer, RunFailure};
+use hypoforge_eval::trial::{Preprocess, Slot};
 use hypoforge_spec::ComponentKind;
 use hypoforge_spec::rng::Rng;
 
@@ -20,6 +22,66 @@ pub(crate) struct Probe {
     pub rows: usize,
     pub cols: usize,
     pub data: Vec<f32>,
+}
+
+/// A component of either build, as the probe calls and the trials drive it.
+pub(crate) enum Handle<'a> {
+    Activation(Box<dyn Activation + 'a>),
+    Preprocessor(Box<dyn Preprocess + 'a>),
+    Regularizer(Box<dyn Regularizer + 'a>),
+}
+
+impl Handle<'_> {
+    /// The component in its slot of a trial.
+    pub fn slot(&mut self) -> Slot<'_> {
+        match self {
+            Handle::Activation(a) => Slot::Activation(a.as_mut()),
+            Handle::Preprocessor(p) => Slot::Preprocessor(p.as_mut()),
+            Handle::Regularizer(r) => Slot::Regularizer(r.as_mut()),
+        }
+    }
+
+    /// One probe call on the `rows × cols` matrix `x`: its outputs, or the component's
+    /// failure; `None` when `op` is not a call of this kind. A fit answers its output width.
+    pub fn call(
+        &mut self,
+        op: Op,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Option<Result<Vec<Vec<f32>>, RunFailure>> {
+        let n = x.len();
+        Some(match (self, op) {
+            (Handle::Activation(a), Op::ActForward) => {
+                let mut y = vec![0.0; n];
+                a.forward(x, &mut y).map(|()| vec![y])
+            }
+            (Handle::Activation(a), Op::ActDerivative) => {
+                let mut dy = vec![0.0; n];
+                a.derivative(x, &mut dy).map(|()| vec![dy])
+            }
+            (Handle::Activation(a), Op::ActForwardDerivative) => {
+                let (mut y, mut dy) = (vec![0.0; n], vec![0.0; n]);
+                a.forward_with_derivative(x, &mut y, &mut dy)
+                    .map(|()| vec![y, dy])
+            }
+            (Handle::Preprocessor(p), Op::PreFit) => {
+                p.fit(x, rows, cols).map(|width| vec![vec![width as f32]])
+            }
+            (Handle::Preprocessor(p), Op::PreTransform) => {
+                let mut out = Vec::new();
+                p.transform(x, rows, cols, &mut out).map(|()| vec![out])
+            }
+            (Handle::Regularizer(r), Op::RegPenalty) => {
+                r.penalty(x, rows, cols).map(|penalty| vec![vec![penalty]])
+            }
+            (Handle::Regularizer(r), Op::RegGradient) => {
+                let mut g = vec![0.0; n];
+                r.gradient(x, rows, cols, &mut g).map(|()| vec![g])
+            }
+            _ => return None,
+        })
+    }
 }
 
 /// The probe set of `kind`, in the order it is run (a transform uses the last fit).

@@ -10,12 +10,12 @@ use std::process::ExitCode;
 
 use hypoforge_eval::datasets::{Dataset, Target};
 use hypoforge_eval::metrics::RunOutcome;
-use hypoforge_eval::model::{Activation, Regularizer, RunFailure, TrainConfig};
-use hypoforge_eval::trial::{self, Preprocess, Slot};
-use hypoforge_spec::{ComponentKind, ErrorClass};
+use hypoforge_eval::model::TrainConfig;
+use hypoforge_eval::trial;
 
-use crate::library::{NativePlugin, NativePreprocessor};
-use crate::wire::{self, Op, Reply, Request, WireOutcome};
+use crate::library::NativePlugin;
+use crate::probe::Handle;
+use crate::wire::{self, Reply, Request, WireOutcome};
 
 /// Serve requests on stdin until it closes. The entry point of `hypoforge native-worker` and
 /// of the `hypoforge-native-worker` binary.
@@ -31,10 +31,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// One loaded plugin, with the preprocessor state that calls share.
+/// One loaded plugin, with the handle its probe calls share (a fit, then transforms).
 struct Loaded {
     plugin: &'static NativePlugin,
-    fitted: Option<NativePreprocessor<'static>>,
+    calls: Handle<'static>,
 }
 
 /// Serve requests from `input` until it ends; an I/O or protocol error ends the worker.
@@ -59,7 +59,7 @@ pub fn serve(input: &mut impl Read, output: &mut impl Write) -> io::Result<()> {
                             id,
                             Loaded {
                                 plugin,
-                                fitted: None,
+                                calls: plugin.handle(),
                             },
                         );
                         Reply::Done
@@ -152,8 +152,8 @@ pub fn serve(input: &mut impl Read, output: &mut impl Write) -> io::Result<()> {
                     )?;
                     continue;
                 }
-                match call(loaded, op, &data, rows, cols) {
-                    Ok(frames) => {
+                match loaded.calls.call(op, &data, rows, cols) {
+                    Some(Ok(frames)) => {
                         wire::write_message(
                             output,
                             &Reply::Values {
@@ -164,14 +164,14 @@ pub fn serve(input: &mut impl Read, output: &mut impl Write) -> io::Result<()> {
                             wire::write_floats(output, frame)?;
                         }
                     }
-                    Err(Some(e)) => wire::write_message(
+                    Some(Err(e)) => wire::write_message(
                         output,
                         &Reply::Failed {
                             class: e.class,
                             message: e.message,
                         },
                     )?,
-                    Err(None) => wire::write_message(
+                    None => wire::write_message(
                         output,
                         &Reply::Refused(format!(
                             "{op:?} is not a call of a {}",
@@ -193,88 +193,7 @@ fn run_trial(
     data: &Dataset,
     seed: u64,
 ) -> RunOutcome {
-    let result = match plugin.meta().kind {
-        ComponentKind::Activation => {
-            let mut act = plugin.activation().expect("the kind was checked");
-            trial::train_in_slot(config, fraction, data, seed, Slot::Activation(&mut act))
-        }
-        ComponentKind::Preprocessor => {
-            let mut pre = plugin.preprocessor().expect("the kind was checked");
-            trial::train_in_slot(config, fraction, data, seed, Slot::Preprocessor(&mut pre))
-        }
-        ComponentKind::Regularizer => {
-            let mut reg = plugin.regularizer().expect("the kind was checked");
-            trial::train_in_slot(config, fraction, data, seed, Slot::Regularizer(&mut reg))
-        }
-    };
+    let result = trial::train_in_slot(config, fraction, data, seed, plugin.handle().slot());
     // The time limit is the engine's to enforce: it stops a worker that runs past it.
     trial::outcome(result, None, std::time::Duration::ZERO)
-}
-
-/// One call; `Err(None)` when `op` is not a call of the plugin's kind.
-fn call(
-    loaded: &mut Loaded,
-    op: Op,
-    data: &[f32],
-    rows: usize,
-    cols: usize,
-) -> Result<Vec<Vec<f32>>, Option<RunFailure>> {
-    let plugin = loaded.plugin;
-    let n = data.len();
-    match (plugin.meta().kind, op) {
-        (ComponentKind::Activation, Op::ActForward) => {
-            let mut y = vec![0.0; n];
-            plugin.activation().expect("kind").forward(data, &mut y)?;
-            Ok(vec![y])
-        }
-        (ComponentKind::Activation, Op::ActDerivative) => {
-            let mut dy = vec![0.0; n];
-            plugin
-                .activation()
-                .expect("kind")
-                .derivative(data, &mut dy)?;
-            Ok(vec![dy])
-        }
-        (ComponentKind::Activation, Op::ActForwardDerivative) => {
-            let (mut y, mut dy) = (vec![0.0; n], vec![0.0; n]);
-            plugin
-                .activation()
-                .expect("kind")
-                .forward_with_derivative(data, &mut y, &mut dy)?;
-            Ok(vec![y, dy])
-        }
-        (ComponentKind::Preprocessor, Op::PreFit) => {
-            let mut pre = plugin.preprocessor().expect("kind");
-            let fitted = pre.fit(data, rows, cols);
-            loaded.fitted = Some(pre);
-            Ok(vec![vec![fitted? as f32]])
-        }
-        (ComponentKind::Preprocessor, Op::PreTransform) => {
-            let Some(pre) = loaded.fitted.as_mut() else {
-                return Err(Some(RunFailure {
-                    class: ErrorClass::BadAbi,
-                    message: "transform before fit".into(),
-                }));
-            };
-            let mut out = Vec::new();
-            pre.transform(data, rows, cols, &mut out)?;
-            Ok(vec![out])
-        }
-        (ComponentKind::Regularizer, Op::RegPenalty) => {
-            let p = plugin
-                .regularizer()
-                .expect("kind")
-                .penalty(data, rows, cols)?;
-            Ok(vec![vec![p]])
-        }
-        (ComponentKind::Regularizer, Op::RegGradient) => {
-            let mut g = vec![0.0; n];
-            plugin
-                .regularizer()
-                .expect("kind")
-                .gradient(data, rows, cols, &mut g)?;
-            Ok(vec![g])
-        }
-        _ => Err(None),
-    }
 }

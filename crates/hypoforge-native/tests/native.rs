@@ -98,6 +98,26 @@ fn evaluate(
     (evaluation, log.into_runs())
 }
 
+/// Two activation baselines (left to the sandbox) and `candidate`.
+fn two_activation_baselines_and(candidate: Entrant) -> Vec<Entrant> {
+    let mut entrants: Vec<Entrant> = baselines::sources(ComponentKind::Activation)[..2]
+        .iter()
+        .map(|(_, source)| entrant(source, true).0)
+        .collect();
+    entrants.push(candidate);
+    entrants
+}
+
+/// The runs of an activation evaluation of `entrants` on the small suite: in the sandbox, then
+/// with `engine`.
+fn on_both_engines(entrants: &[Entrant], engine: &NativeEngine) -> (RunMap, RunMap) {
+    let suite = small_suite();
+    let kind = ComponentKind::Activation;
+    let (_, wasm) = evaluate(kind, &suite, entrants, None, None);
+    let (_, native) = evaluate(kind, &suite, entrants, Some(engine), None);
+    (wasm, native)
+}
+
 /// Runs compared bit for bit (a NaN loss equals a NaN loss).
 fn assert_same_runs(native: &RunMap, wasm: &RunMap) {
     assert_eq!(native.len(), wasm.len());
@@ -170,21 +190,8 @@ fn a_build_that_computes_differently_natively_is_not_trusted_and_runs_in_the_san
     );
     assert!(!engine.holds(&odd.hash));
 
-    let mut entrants: Vec<Entrant> = panel(ComponentKind::Activation)
-        .into_iter()
-        .take(2)
-        .map(|(e, _)| e)
-        .collect();
-    entrants.push(odd);
-    let suite = small_suite();
-    let (_, wasm) = evaluate(ComponentKind::Activation, &suite, &entrants, None, None);
-    let (_, native) = evaluate(
-        ComponentKind::Activation,
-        &suite,
-        &entrants,
-        Some(&engine),
-        None,
-    );
+    let entrants = two_activation_baselines_and(odd);
+    let (wasm, native) = on_both_engines(&entrants, &engine);
     assert_eq!(engine.trials(), 0, "nothing was admitted");
     assert_same_runs(&native, &wasm);
 }
@@ -202,27 +209,14 @@ activation!(name = \"panics\", f = f);
 #[test]
 fn a_panic_is_caught_at_the_boundary_and_fails_the_trial_as_in_the_sandbox() {
     let (panics, library) = entrant(PANICS, false);
-    let mut entrants: Vec<Entrant> = panel(ComponentKind::Activation)
-        .into_iter()
-        .take(2)
-        .map(|(e, _)| e)
-        .collect();
     let mut engine = engine();
     // Both builds panic on every probe, with the same class: the builds agree.
     assert!(matches!(
         admit(&mut engine, &panics, &library),
         Verdict::Trusted { .. }
     ));
-    entrants.push(panics);
-    let suite = small_suite();
-    let (_, wasm) = evaluate(ComponentKind::Activation, &suite, &entrants, None, None);
-    let (_, native) = evaluate(
-        ComponentKind::Activation,
-        &suite,
-        &entrants,
-        Some(&engine),
-        None,
-    );
+    let entrants = two_activation_baselines_and(panics);
+    let (wasm, native) = on_both_engines(&entrants, &engine);
     assert_eq!(engine.trials(), 3 * 2, "the worker answered every trial");
     let failed: Vec<&RunOutcome> = native
         .iter()

@@ -215,19 +215,28 @@ unsafe fn buffer_mut<'a>(ptr: *mut f32, len: usize) -> &'a mut [f32] {
     unsafe { core::slice::from_raw_parts_mut(ptr, len) }
 }
 
+/// `out[i] = f(x[i])` over `n` elements, the author's panic caught.
+///
+/// # Safety
+/// `x` and `out` hold `n` floats each and do not overlap.
+unsafe fn elementwise(x: *const f32, out: *mut f32, n: usize, f: impl Fn(f32) -> f32) -> i32 {
+    // SAFETY: the caller's contract.
+    let (x, out) = unsafe { (buffer(x, n), buffer_mut(out, n)) };
+    guarded(|| {
+        for (out, &x) in out.iter_mut().zip(x) {
+            *out = f(x);
+        }
+        status::OK
+    })
+}
+
 unsafe extern "C" fn act_forward<A: ActivationExports>(
     x: *const f32,
     y: *mut f32,
     n: usize,
 ) -> i32 {
-    // SAFETY: the host passes `n`-element buffers.
-    let (x, y) = unsafe { (buffer(x, n), buffer_mut(y, n)) };
-    guarded(|| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = A::forward(x);
-        }
-        status::OK
-    })
+    // SAFETY: the host passes `n`-element buffers that do not overlap.
+    unsafe { elementwise(x, y, n, A::forward) }
 }
 
 unsafe extern "C" fn act_derivative<A: ActivationExports>(
@@ -235,14 +244,8 @@ unsafe extern "C" fn act_derivative<A: ActivationExports>(
     dy: *mut f32,
     n: usize,
 ) -> i32 {
-    // SAFETY: the host passes `n`-element buffers.
-    let (x, dy) = unsafe { (buffer(x, n), buffer_mut(dy, n)) };
-    guarded(|| {
-        for (dy, &x) in dy.iter_mut().zip(x) {
-            *dy = A::derivative(x);
-        }
-        status::OK
-    })
+    // SAFETY: as in `act_forward`.
+    unsafe { elementwise(x, dy, n, A::derivative) }
 }
 
 unsafe extern "C" fn act_forward_derivative<A: ActivationExports>(
